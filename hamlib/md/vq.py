@@ -1,0 +1,76 @@
+"""Soft vector quantisation: a differentiable, batched k-means with cosine similarity.
+
+One of the three hams of Geng et al. (ICLR 2021, arXiv 2109.04553), their
+Algorithm 1. Each pixel x_n (a column of X, D x N) is softly assigned to the R
+bases (centres) by a softmax over cosine similarities at inverse temperature
+``inv_t`` = 1/T; each basis then moves to the weighted mean of its pixels::
+
+    C <- softmax_R(inv_t * cos(D, X))            # one distribution over R per pixel
+    D <- X C^T diag(C 1_N)^-1                    # weighted means
+
+As T -> 0 the softmax becomes an argmax and this is spherical k-means'
+assignment followed by a Lloyd mean update. Coefficients are stored transposed,
+``coef`` = C^T of shape (B*S, N, R).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["EPS", "vq_init_bases", "vq_assign", "vq_step", "vq_final", "vq_objective"]
+
+EPS = 1e-6
+
+
+def vq_init_bases(BS: int, D: int, R: int, *, device: Optional[torch.device] = None,
+                  dtype: Optional[torch.dtype] = None, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Random bases: standard normal, then each of the R columns scaled to unit L2 norm. Shape (B*S, D, R)."""
+    bases = torch.randn((BS, D, R), device=device, dtype=dtype, generator=generator)
+    return F.normalize(bases, dim=1)
+
+
+def vq_assign(x: Tensor, bases: Tensor, inv_t: float) -> Tensor:
+    """Soft assignment softmax_R(inv_t * cos(x_n, d_r)) used inside the iterations.
+
+    Shapes: x (B*S, D, N), bases (B*S, D, R) -> coef (B*S, N, R), rows summing to 1.
+    """
+    x_hat = F.normalize(x, dim=1)                  # unit pixels, (B*S, D, N)
+    d_hat = F.normalize(bases, dim=1, eps=EPS)     # unit bases, (B*S, D, R)
+    cos = torch.bmm(x_hat.transpose(1, 2), d_hat)  # (B*S, N, D) @ (B*S, D, R) -> (B*S, N, R)
+    return F.softmax(inv_t * cos, dim=-1)
+
+
+def vq_step(x: Tensor, bases: Tensor, coef: Optional[Tensor], inv_t: float) -> tuple[Tensor, Tensor]:
+    """One soft k-means iteration. The incoming ``coef`` is not used (assignments are recomputed).
+
+    Returns ``(bases, coef)`` where ``coef`` is the assignment normalised over pixels
+    (each column of C sums to 1, the diag(C 1_N)^-1 factor) and ``bases`` = X coef, shape (B*S, D, R).
+    """
+    coef = vq_assign(x, bases, inv_t)
+    coef = coef / (EPS + coef.sum(dim=1, keepdim=True))  # normalise over N: (B*S, N, R)
+    bases = torch.bmm(x, coef)                           # (B*S, D, N) @ (B*S, N, R) -> (B*S, D, R)
+    return bases, coef
+
+
+def vq_final(x: Tensor, bases: Tensor, coef: Optional[Tensor], inv_t: float) -> Tensor:
+    """Final soft assignment, the step that carries gradient.
+
+    The pixel norms are treated as constants (no gradient flows through ||x_n||),
+    x_n / (eps + ||x_n||); the bases are normalised as in :func:`vq_assign`.
+    Returns coef of shape (B*S, N, R).
+    """
+    with torch.no_grad():
+        x_norm = x.norm(dim=1, keepdim=True)       # (B*S, 1, N)
+    x_hat = x / (EPS + x_norm)                     # (B*S, D, N)
+    d_hat = F.normalize(bases, dim=1, eps=EPS)     # (B*S, D, R)
+    cos = torch.bmm(x_hat.transpose(1, 2), d_hat)  # (B*S, N, R)
+    return F.softmax(inv_t * cos, dim=-1)
+
+
+def vq_objective(x: Tensor, bases: Tensor, coef: Optional[Tensor], inv_t: float) -> Tensor:
+    """Reconstruction error ||X - D C_final||_F^2 if the solve stopped at these bases; shape (B*S,)."""
+    c = vq_final(x, bases, None, inv_t)
+    return (x - torch.bmm(bases, c.transpose(1, 2))).pow(2).sum(dim=(1, 2))
