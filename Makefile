@@ -1,0 +1,36 @@
+# hamlib: environment, book and tests.
+#   make test   -> create .venv (if needed) and run the whole test-suite (incl. notebooks)
+#   make book   -> create .venv (if needed) and build the Jupyter Book into _build/html
+#   make clean  -> remove build artefacts (keeps .venv); make distclean also removes .venv
+
+PYTHON ?= python3
+VENV   := .venv
+STAMP  := $(VENV)/.installed
+BIN    := $(VENV)/bin
+
+# Every chapter reads HAMLIB_TINY; CI / local builds always use the tiny CPU settings.
+export HAMLIB_TINY := 1
+
+.PHONY: all venv book test clean distclean
+
+all: test
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -r requirements.txt
+	touch $@
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --path-output . -W --keep-going
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --timeout=900
+
+clean:
+	rm -rf _build .pytest_cache .ipynb_checkpoints book/.ipynb_checkpoints *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
+
+distclean: clean
+	rm -rf $(VENV)
