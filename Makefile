@@ -25,8 +25,9 @@ $(STAMP): requirements.txt pyproject.toml
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --path-output . -W --keep-going
 
+# --dist loadfile: the book-build gates (one file) share one build in one worker.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --timeout=900
+	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout=3600
 
 clean:
 	rm -rf _build .pytest_cache .ipynb_checkpoints book/.ipynb_checkpoints *.egg-info
