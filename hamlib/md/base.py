@@ -40,7 +40,8 @@ class MatrixDecomposition2D(nn.Module):
         R (int): rank, the number of bases per head. Default: 64.
         train_steps (int): iterations K in training mode. Default: 6.
         eval_steps (int): iterations K in eval mode. Default: 7.
-        grad (str): ``"one-step"`` (the paper's) or ``"bptt"``. Default: ``"one-step"``.
+        grad (str): ``"one-step"`` (the paper's), ``"bptt"`` or ``"implicit"`` (fixed-point gradient,
+            :mod:`hamlib.md.implicit`). Default: ``"one-step"``.
         inv_t (float): inverse softmax temperature (VQ, CD). Default: 100.
         beta (float): ridge strength of CD's final step. Default: 0.1.
         eval_seed (int, optional): if set, eval-mode forwards draw their bases from a generator
@@ -148,7 +149,7 @@ class NMF2D(MatrixDecomposition2D):
         R (int): rank. Default: 64.
         train_steps (int): K in training. Default: 6.
         eval_steps (int): K in eval. Default: 7.
-        grad (str): ``"one-step"`` or ``"bptt"``. Default: ``"one-step"``.
+        grad (str): ``"one-step"``, ``"bptt"`` or ``"implicit"``. Default: ``"one-step"``.
         **kwargs: ``eval_seed``, ``check_inputs`` (see :class:`MatrixDecomposition2D`).
     """
 
@@ -166,7 +167,7 @@ class VQ2D(MatrixDecomposition2D):
         R (int): number of centres. Default: 64.
         train_steps (int): K in training. Default: 6.
         eval_steps (int): K in eval. Default: 7.
-        grad (str): ``"one-step"`` or ``"bptt"``. Default: ``"one-step"``.
+        grad (str): ``"one-step"``, ``"bptt"`` or ``"implicit"``. Default: ``"one-step"``.
         inv_t (float): inverse temperature. Default: 100.
         **kwargs: ``eval_seed``, ``check_inputs``.
     """
@@ -185,7 +186,7 @@ class CD2D(MatrixDecomposition2D):
         R (int): number of concepts. Default: 64.
         train_steps (int): K in training. Default: 6.
         eval_steps (int): K in eval. Default: 7.
-        grad (str): ``"one-step"`` or ``"bptt"``. Default: ``"one-step"``.
+        grad (str): ``"one-step"``, ``"bptt"`` or ``"implicit"``. Default: ``"one-step"``.
         inv_t (float): inverse temperature. Default: 100.
         beta (float): ridge strength. Default: 0.1.
         **kwargs: ``eval_seed``, ``check_inputs``.

@@ -4,7 +4,9 @@ The split is the paper's one-step gradient (Geng et al., ICLR 2021, Sec. "One-st
 gradient"): with ``grad="one-step"`` the initial coefficients and the K
 iterations run without autograd, and only the final coefficient step and the
 reconstruction X_bar = D C see the graph (the bases D are a constant there).
-With ``grad="bptt"`` autograd unrolls every iteration.
+With ``grad="bptt"`` autograd unrolls every iteration. With ``grad="implicit"``
+the forward is the one-step forward and backward uses the implicit-function-theorem
+gradient at the (approximate) fixed point (:mod:`hamlib.md.implicit`).
 
 The functional entry point is :func:`solve`; the ``nn.Module`` wrappers in
 :mod:`hamlib.md.base` call it.
@@ -18,13 +20,14 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
+from .implicit import implicit_state
 from .cd import cd_final, cd_init_bases, cd_objective, cd_step
 from .nmf import nmf_final, nmf_init_bases, nmf_init_coef, nmf_objective, nmf_step
 from .vq import vq_final, vq_init_bases, vq_objective, vq_step
 
 __all__ = ["Algorithm", "GRAD_MODES", "METHODS", "Trace", "Solution", "make_algorithm", "solve"]
 
-GRAD_MODES = ("one-step", "bptt")
+GRAD_MODES = ("one-step", "bptt", "implicit")
 METHODS = ("vq", "cd", "nmf")
 
 
@@ -139,7 +142,8 @@ def solve(x: Tensor, bases: Tensor, *, method: str | Algorithm = "nmf", steps: i
         method: ``"vq"``, ``"cd"``, ``"nmf"`` or an :class:`Algorithm`.
         steps: number of iterations K.
         grad: ``"one-step"`` (iterations without autograd; only the final step carries gradient) or
-            ``"bptt"`` (autograd through every iteration).
+            ``"bptt"`` (autograd through every iteration) or ``"implicit"`` (one-step forward; backward
+            through (I - dF/dh)^-1 at the last iterate, see :mod:`hamlib.md.implicit`).
         inv_t: inverse temperature (VQ, CD).
         beta: ridge strength (CD).
         return_trace: keep every iterate and its objective value in ``Solution.trace``.
@@ -151,10 +155,12 @@ def solve(x: Tensor, bases: Tensor, *, method: str | Algorithm = "nmf", steps: i
         raise ValueError(f"grad must be one of {GRAD_MODES}; got {grad!r}")
     alg = method if isinstance(method, Algorithm) else make_algorithm(method, inv_t=inv_t, beta=beta)
     trace = Trace() if return_trace else None
-    if grad == "one-step":
+    if grad in ("one-step", "implicit"):
         with torch.no_grad():
             bases, coef = _iterate(alg, x, bases, steps, trace)
         bases, coef = bases.detach(), coef.detach()
+        if grad == "implicit":
+            bases, coef = implicit_state(alg.step, x, bases, coef)
     else:
         bases, coef = _iterate(alg, x, bases, steps, trace)
     coef = alg.final(x, bases, coef)                           # the step that carries gradient
