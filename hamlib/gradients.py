@@ -285,8 +285,11 @@ def miou(pred: Tensor, target: Tensor, classes: int) -> float:
 
 
 def train_global_context(md: str, grad: str, seed: int, *, iters: int = 300, batch: int = 32, lr: float = 3e-3,
-                         steps: int = 6, test_size: int = 256, log_every: int = 10, progress: bool = False) -> dict:
+                         steps: int = 6, test_size: int = 256, log_every: int = 10, progress: bool = False,
+                         device: torch.device | str = "cpu") -> dict:
     """Train :class:`GlobalContextNet` on :func:`majority_task` with one gradient mode; evaluate on a fixed test set.
+
+    Data are drawn on the CPU (seeded) and moved to ``device``.
 
     Returns:
         ``{"md", "grad", "seed", "iters", "loss": [(iteration, train loss)], "test_acc", "test_miou", "wall_s"}``.
@@ -294,7 +297,8 @@ def train_global_context(md: str, grad: str, seed: int, *, iters: int = 300, bat
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(1000 + seed)
     x_te, y_te = majority_task(test_size, generator=torch.Generator().manual_seed(12345))
-    net = GlobalContextNet(md=md, grad=grad, steps=steps)
+    x_te, y_te = x_te.to(device), y_te.to(device)
+    net = GlobalContextNet(md=md, grad=grad, steps=steps).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     curve, t0 = [], time.perf_counter()
     it_range = range(iters)
@@ -303,6 +307,7 @@ def train_global_context(md: str, grad: str, seed: int, *, iters: int = 300, bat
         it_range = tqdm(it_range, desc=f"{md}/{grad}/seed {seed}", leave=False)
     for it in it_range:
         x, y = majority_task(batch, generator=gen)
+        x, y = x.to(device), y.to(device)
         loss = F.cross_entropy(net(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -313,7 +318,7 @@ def train_global_context(md: str, grad: str, seed: int, *, iters: int = 300, bat
     with torch.no_grad():
         pred = net(x_te).argmax(1)
     return {"md": md, "grad": grad, "seed": seed, "iters": iters, "loss": curve,
-            "test_acc": float((pred == y_te).float().mean()), "test_miou": miou(pred, y_te, 3),
+            "test_acc": float((pred == y_te).float().mean()), "test_miou": miou(pred.cpu(), y_te.cpu(), 3),
             "wall_s": time.perf_counter() - t0}
 
 
