@@ -3,6 +3,7 @@
     python -m hamlib.gan classifier --out runs/hamgan            # the offline classifier-FID network
     python -m hamlib.gan train --preset tiny --context hamburger --out runs/hamgan/tiny-ham
     python -m hamlib.gan train --preset cifar10 --context attention --out runs/hamgan/sa --classifier runs/hamgan/classifier.pt
+    python -m hamlib.gan report runs/hamgan/sa runs/hamgan/ham --out book/results/hamgan --classifier runs/hamgan/classifier.pt
 
 Training resumes from ``OUT/last.pt`` when it exists.
 """
@@ -38,14 +39,28 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--device", default=None)
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--inception", action="store_true", help="also compute Inception FID/IS (needs torch-fidelity)")
+    r = sub.add_parser("report", help="collect finished runs into book artefacts (summary.json, curves.png)")
+    r.add_argument("runs", nargs="+")
+    r.add_argument("--out", required=True)
+    r.add_argument("--classifier", default=None)
+    r.add_argument("--label", default="CPU, reduced scale")
+    r.add_argument("--data-root", default=None)
     a = p.parse_args(argv)
 
     import torch
 
-    if a.threads:
+    if getattr(a, "threads", None):
         torch.set_num_threads(a.threads)
     from .data import load_cifar10, to_tensor
 
+    if a.cmd == "report":
+        from .report import make_report
+
+        s = make_report([Path(d) for d in a.runs], Path(a.out), classifier=a.classifier, data_root=a.data_root,
+                        label=a.label)
+        for row in s["rows"]:
+            print(row)
+        return 0
     if a.cmd == "classifier":
         from .classifier import train_classifier
 

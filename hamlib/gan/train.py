@@ -140,8 +140,6 @@ def train_gan(cfg: GANConfig, context: str, out: Path, *, classifier: Optional[P
             save_grid(gen(0, 100)[order], out / f"samples_{step:06d}.png")
         state["evals"].append(rec)
 
-    mem = {}
-    t_start, t_log = time.time(), time.time()
     bar = tqdm(range(state["step"], cfg.steps), desc=f"HamGAN[{context}]", disable=not progress,
                initial=state["step"], total=cfg.steps)
     for step in bar:
@@ -165,7 +163,8 @@ def train_gan(cfg: GANConfig, context: str, out: Path, *, classifier: Optional[P
         opt_g.step()
         ema.update(G)
         state["train_time_s"] += time.time() - t0
-        mem = {"saved_tensor_bytes_D_step": sd.bytes, "saved_tensor_bytes_G_step": sg.bytes}
+        state["memory"] = {"saved_tensor_bytes_D_step": sd.bytes, "saved_tensor_bytes_G_step": sg.bytes,
+                           "peak_rss_bytes_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
             state["history"].append({"step": done, "d_loss": d_loss.item(), "g_loss": g_loss.item(),
@@ -179,20 +178,19 @@ def train_gan(cfg: GANConfig, context: str, out: Path, *, classifier: Optional[P
             save_checkpoint(out / "last.pt", model=G, optimizer=opt_g, step=done, D=D, ema=ema,
                             extra={"config": cfg.to_dict(), "context": context, "opt_d": opt_d.state_dict(),
                                    "state": state})
-    return _finish(cfg, context, out, state, mem, device, preset, G, D, ema, inception)
+    return _finish(cfg, context, out, state, device, preset, G, D, ema, inception)
 
 
-def _finish(cfg, context, out, state, mem, device, preset, G, D, ema, inception) -> dict:
+def _finish(cfg, context, out, state, device, preset, G, D, ema, inception) -> dict:
     fids = [e["classifier_fid"] for e in state["evals"] if "classifier_fid" in e]
     n_params = lambda m: sum(p.numel() for p in m.parameters())
     res = {"context": context, "steps": state["step"], "config": state["config"],
            "final_classifier_fid": fids[-1] if fids else None, "fid_label": OFFLINE_LABEL,
            "sec_per_step": state["train_time_s"] / max(1, state["step"]), "train_time_s": state["train_time_s"],
-           "params_G": n_params(G), "params_D": n_params(D), "memory": dict(mem),
+           "params_G": n_params(G), "params_D": n_params(D), "memory": dict(state.get("memory", {})),
            "history": state["history"], "evals": state["evals"]}
     if device.type == "cuda":
         res["memory"]["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
-    res["memory"]["peak_rss_bytes_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if inception:
         with torch.no_grad():
             res["inception"] = inception_fid(lambda b: ema.model(*G.sample(b)), 10_000)
