@@ -7,11 +7,14 @@ with self-attention. FLOPs are counted by ``torch.utils.flop_counter.FlopCounter
 against the closed forms :func:`sa_macs` and :func:`ham_nmf_macs`.
 
 Peak memory: on CUDA the caching allocator's peak; on CPU the growth of the process's
-peak resident set size (``ru_maxrss``) during the call. ``ru_maxrss`` only ever grows, so
-on CPU each configuration should be measured in a fresh process (``hamlib.bench`` does).
+peak resident set size during the call (the peak mark is reset first where Linux allows,
+else ``ru_maxrss``, which only ever grows). ``hamlib.bench`` also measures each CPU
+configuration in a fresh process, so earlier work cannot hide or inflate a peak.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import resource
 import sys
 import time
@@ -93,6 +96,32 @@ def time_fn(fn: Callable[[], object], *, warmup: int = 1, repeats: int = 5,
     return {"median_ms": med, "q25_ms": q25, "q75_ms": q75, "iqr_ms": q75 - q25, "times_ms": times}
 
 
+def _proc_status_kib(key: str) -> Optional[int]:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Give freed heap memory back to the OS (glibc ``malloc_trim``), then reset this process's peak RSS
+    (Linux >= 4.0: write 5 to /proc/self/clear_refs). True if the reset worked."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return _proc_status_kib("VmHWM") is not None
+    except OSError:
+        return False
+
+
 def max_rss_bytes() -> int:
     """The peak resident set size of this process so far, in bytes (Linux reports KiB, macOS bytes)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -103,8 +132,11 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str = "cpu") ->
     """Extra peak memory in bytes used while ``fn()`` runs.
 
     CUDA: ``max_memory_allocated`` during the call minus the memory allocated before it.
-    CPU: growth of the process's peak RSS. This is only meaningful if nothing earlier in the
-    process peaked higher, so call it once, in a fresh process, before any larger work.
+    CPU (Linux): the peak RSS mark is reset just before the call (``/proc/self/clear_refs``) and the
+    peak ``VmHWM`` after it is compared with the resident size ``VmRSS`` before it. Elsewhere, the growth
+    of ``ru_maxrss``, which only counts memory above the process's earlier peak: then call it in a
+    fresh process. Freed heap memory is first returned to the OS (``malloc_trim``) where glibc allows; what the
+    allocator still holds can be reused unseen, so small values are lower bounds; ``hamlib.bench`` measures each configuration in a fresh process.
     """
     device = torch.device(device)
     if device.type == "cuda":
@@ -116,6 +148,10 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str = "cpu") ->
         return int(torch.cuda.max_memory_allocated(device) - before)
     if device.type != "cpu":
         raise ValueError(f"device must be 'cpu' or 'cuda'; got {device.type!r}")
+    if _reset_peak_rss():
+        before = _proc_status_kib("VmRSS")
+        fn()
+        return max(0, (_proc_status_kib("VmHWM") - before) * 1024)
     before = max_rss_bytes()
     fn()
     return max(0, max_rss_bytes() - before)

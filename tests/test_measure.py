@@ -55,3 +55,13 @@ def test_peak_memory_sees_a_large_allocation():
     assert peak_memory(alloc, "cpu") > 32 * 2 ** 20
     with pytest.raises(ValueError, match="device"):
         peak_memory(lambda: None, "meta")
+
+
+def test_peak_memory_sees_a_smaller_allocation_after_a_larger_one():
+    from hamlib.measure import _reset_peak_rss
+    if not _reset_peak_rss():
+        pytest.skip("peak RSS cannot be reset on this platform")
+    big = torch.ones(2 ** 26)  # 256 MiB, then freed: raises the process's all-time peak
+    del big
+    got = peak_memory(lambda: torch.ones(2 ** 24).sum(), "cpu")  # 64 MiB
+    assert 32 * 2 ** 20 < got < 200 * 2 ** 20

@@ -105,7 +105,7 @@ def measure(cfg: Config) -> dict:
             "macs_closed_form": closed, "mem_infer_mb": mem_infer / 2 ** 20, "mem_train_mb": mem_train / 2 ** 20,
             "infer_ms": lat_infer, "train_ms": lat_train,
             "memory_method": "cuda max_memory_allocated" if device.type == "cuda"
-            else "peak RSS growth in a fresh process (includes allocator slack)"}
+            else "peak RSS growth during the call (VmHWM reset first) in a fresh process"}
 
 
 def measure_in_subprocess(cfg: Config, timeout: float = 1800) -> dict:
