@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--classifier", default=None)
     r.add_argument("--label", default="CPU, reduced scale")
     r.add_argument("--data-root", default=None)
+    r.add_argument("--at-step", type=int, default=None, help="compare all runs at this evaluation step")
     a = p.parse_args(argv)
 
     import torch
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         from .report import make_report
 
         s = make_report([Path(d) for d in a.runs], Path(a.out), classifier=a.classifier, data_root=a.data_root,
-                        label=a.label)
+                        label=a.label, at_step=a.at_step)
         for row in s["rows"]:
             print(row)
         return 0

@@ -61,20 +61,60 @@ def _curves(runs: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _load_run(d: Path, at_step: Optional[int]) -> dict:
+    """A run's metrics: ``metrics.json`` of a finished run, else the state in its last checkpoint; with
+    ``at_step``, cut back to that step (which must be an evaluation step)."""
+    if (d / "metrics.json").is_file():
+        m = read_json(d / "metrics.json")
+    elif (d / "last.pt").is_file():  # unfinished run: rebuild the record from the checkpoint
+        from .presets import GANConfig
+        from .train import build_models
+
+        ck = torch.load(d / "last.pt", map_location="cpu", weights_only=False)
+        st, cfg = ck["extra"]["state"], dict(ck["extra"]["config"])
+        cfg["betas"] = tuple(cfg["betas"])
+        G, D = build_models(GANConfig(**cfg), ck["extra"]["context"])
+        m = {"context": ck["extra"]["context"], "steps": st["step"], "config": st["config"],
+             "sec_per_step": st["train_time_s"] / max(1, st["step"]), "train_time_s": st["train_time_s"],
+             "params_G": sum(p.numel() for p in G.parameters()), "params_D": sum(p.numel() for p in D.parameters()),
+             "memory": st.get("memory", {}), "history": st["history"], "evals": st["evals"],
+             "provenance": provenance(note=f"rebuilt from {d.name}/last.pt of an unfinished run")}
+    else:
+        raise FileNotFoundError(f"no metrics.json or last.pt in {d}; has the run started?")
+    if at_step is not None:
+        if not any(e["step"] == at_step for e in m["evals"]):
+            raise ValueError(f"{d} has no evaluation at step {at_step}; it has {[e['step'] for e in m['evals']]}")
+        m["history"] = [h for h in m["history"] if h["step"] <= at_step]
+        m["evals"] = [e for e in m["evals"] if e["step"] <= at_step]
+        m["steps_run"], m["steps"] = m["steps"], at_step
+        fids = [e["classifier_fid"] for e in m["evals"] if "classifier_fid" in e]
+        m["final_classifier_fid"] = fids[-1] if fids else None
+    m["fid_label"] = OFFLINE_LABEL
+    return m
+
+
 def make_report(run_dirs: Sequence[Path], out: Path, *, classifier: Optional[Path] = None,
-                data_root: Optional[str] = None, label: str = "CPU, reduced scale") -> dict:
-    """Copy metrics and final samples of ``run_dirs`` into ``out`` and write ``summary.json`` and ``curves.png``."""
+                data_root: Optional[str] = None, label: str = "CPU, reduced scale",
+                at_step: Optional[int] = None) -> dict:
+    """Copy metrics and samples of ``run_dirs`` into ``out`` and write ``summary.json`` and ``curves.png``.
+
+    Args:
+        run_dirs: run folders written by :func:`hamlib.gan.train.train_gan`.
+        out: the artefact folder (e.g. ``book/results/hamgan``).
+        classifier: ``classifier.pt``; adds its record and the real-vs-real classifier-FID floor.
+        at_step: compare all runs at this evaluation step (e.g. when one run could not finish); the
+            seconds per step then average over what each run trained.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs, rows = {}, []
     for d in map(Path, run_dirs):
-        if not (d / "metrics.json").is_file():
-            raise FileNotFoundError(f"no metrics.json in {d}; has the run finished?")
-        m = read_json(d / "metrics.json")
+        m = _load_run(d, at_step)
         c = m["context"]
         runs[c] = m
-        shutil.copyfile(d / "metrics.json", out / f"metrics_{c}.json")
-        shutil.copyfile(sorted(d.glob("samples_*.png"))[-1], out / f"samples_{c}.png")
+        write_json(out / f"metrics_{c}.json", m)
+        grid = d / f"samples_{m['steps']:06d}.png"
+        shutil.copyfile(grid if grid.is_file() else sorted(d.glob("samples_*.png"))[-1], out / f"samples_{c}.png")
         rows.append({"context": c, "steps": m["steps"], "classifier_fid": m["final_classifier_fid"],
                      "best_classifier_fid": min((e["classifier_fid"] for e in m["evals"] if "classifier_fid" in e),
                                                 default=None),
@@ -84,7 +124,7 @@ def make_report(run_dirs: Sequence[Path], out: Path, *, classifier: Optional[Pat
                      "saved_MiB_D_step": m["memory"]["saved_tensor_bytes_D_step"] / 2 ** 20,
                      "gate_G": m["evals"][-1].get("gate_G"), "gate_D": m["evals"][-1].get("gate_D"),
                      "device": m["provenance"]["device"], "date": m["provenance"]["date"]})
-    summary = {"label": label, "fid_label": OFFLINE_LABEL, "rows": rows,
+    summary = {"label": label, "fid_label": OFFLINE_LABEL, "rows": rows, "at_step": at_step,
                "config": next(iter(runs.values()))["config"] if runs else None}
     if classifier is not None:
         clf_json = Path(classifier).with_suffix(".json")
