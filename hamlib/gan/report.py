@@ -115,7 +115,8 @@ def make_report(run_dirs: Sequence[Path], out: Path, *, classifier: Optional[Pat
         write_json(out / f"metrics_{c}.json", m)
         grid = d / f"samples_{m['steps']:06d}.png"
         shutil.copyfile(grid if grid.is_file() else sorted(d.glob("samples_*.png"))[-1], out / f"samples_{c}.png")
-        rows.append({"context": c, "steps": m["steps"], "classifier_fid": m["final_classifier_fid"],
+        rows.append({"context": c, "steps": m["steps"], "steps_run": m.get("steps_run", m["steps"]),
+                     "classifier_fid": m["final_classifier_fid"],
                      "best_classifier_fid": min((e["classifier_fid"] for e in m["evals"] if "classifier_fid" in e),
                                                 default=None),
                      "sec_per_step": m["sec_per_step"], "train_time_s": m["train_time_s"],
