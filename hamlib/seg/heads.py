@@ -85,8 +85,6 @@ class LightHamHead(nn.Module):
         return self.cls(self.dropout(self.align(x)))
 
 
-
-
 class FCNAuxHead(nn.Module):
     """Auxiliary FCN head on stage 3 (3x3 conv -> norm -> ReLU -> dropout -> 1x1), used only for the loss."""
 
