@@ -7,6 +7,7 @@ Examples::
     torchrun --nproc_per_node 8 -m hamlib.seg train --preset voc --run-dir runs/voc-ham
     python -m hamlib.seg eval --run-dir runs/tiny-ham --split test --scales 0.75 1 1.25 --flip
     python -m hamlib.seg cost --preset camvid-cpu --size 180 240
+    python -m hamlib.seg report --runs runs/camvid-cpu --out book/results/hamnet --threads 1
 
 A run folder resumes from its ``last.pt`` when the same command is run again.
 """
@@ -60,9 +61,35 @@ def main(argv=None) -> int:
         if name == "cost":
             p.add_argument("--size", type=int, nargs=2, default=None)
             p.add_argument("--heads", nargs="*", default=["fcn", "attention", "ham"])
+    p = sub.add_parser("report", help="collect runs/<head> folders into book artefacts (JSON + 2 figures)")
+    p.add_argument("--runs", required=True, help="folder with one run folder per head")
+    p.add_argument("--out", required=True, help="artefact folder, e.g. book/results/hamnet")
+    p.add_argument("--heads", nargs="*", default=["fcn", "attention", "ham"])
+    p.add_argument("--label", default=None, help="what the numbers are; default: derived from the config")
+    p.add_argument("--name", default="camvid_cpu", help="file stem of the JSON and the figures")
+    p.add_argument("--size", type=int, nargs=2, default=[180, 240], help="image size for the head cost")
+    p.add_argument("--repeats", type=int, default=20, help="forwards for the head latency median")
+    p.add_argument("--indices", type=int, nargs="*", default=[10, 120, 200], help="test images to show")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.cmd == "report":
+        from .report import make_report
+        try:
+            rep = make_report(a.runs, a.out, a.heads, size=tuple(a.size), latency_repeats=a.repeats,
+                              prediction_indices=a.indices, label=a.label, name=a.name, data_root=a.data_root,
+                              device=a.device)
+        except FileNotFoundError as e:
+            raise SystemExit(str(e))
+        print(rep["label"])
+        for h, r in rep["heads"].items():
+            c = r["cost"]
+            print(f"{h:10s} test mIoU {r['test']['miou']:.4f}  head params {c['head_params'] / 1e3:.1f}k  "
+                  f"head GFLOPs {c['head_gflops']:.4f}  head latency {c['head_latency_ms']:.2f} ms")
+        return 0
     kw = _overrides(a.set)
     for k in ("head", "md", "data_root"):
         if getattr(a, k, None):
