@@ -50,3 +50,10 @@ def test_provenance_and_json(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
         read_json(tmp_path / "bad.json")
+
+
+def test_command_line_shows_module_invocation():
+    import subprocess, sys
+    out = subprocess.run([sys.executable, "-c", "from hamlib.train import provenance; print(provenance()['command'])"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out.startswith("python") and "-c" in out and "__main__" not in out

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import torch
 
-__all__ = ["git_commit", "device_name", "provenance", "write_json", "read_json"]
+__all__ = ["git_commit", "command_line", "device_name", "provenance", "write_json", "read_json"]
 
 
 def git_commit(repo: Optional[os.PathLike] = None) -> str:
@@ -30,6 +30,14 @@ def git_commit(repo: Optional[os.PathLike] = None) -> str:
         return "unknown"
 
 
+def command_line() -> str:
+    """The command as typed, e.g. ``python -m hamlib.bench --preset cpu`` (not ``__main__.py --preset cpu``)."""
+    argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])  # orig_argv: Python >= 3.10
+    if argv:
+        argv[0] = Path(argv[0]).name
+    return " ".join(argv)
+
+
 def device_name(device: torch.device | str | None = None) -> str:
     """A human-readable device string, e.g. ``"cuda: NVIDIA H100 80GB HBM3"`` or ``"cpu: x86_64, 2 threads"``."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -44,7 +52,7 @@ def provenance(*, device: torch.device | str | None = None, preset: Optional[str
     from .. import __version__
 
     rec = {
-        "command": " ".join([Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]),
+        "command": command_line(),
         "commit": git_commit(),
         "device": device_name(device),
         "torch": torch.__version__,
