@@ -27,7 +27,7 @@ book: $(STAMP)
 
 # --dist loadfile: the book-build gates (one file) share one build in one worker.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout=3600
+	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout=3600 --durations=20
 
 clean:
 	rm -rf _build .pytest_cache .ipynb_checkpoints book/.ipynb_checkpoints *.egg-info
