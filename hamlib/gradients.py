@@ -181,7 +181,7 @@ def backward_cost(x: Tensor, bases: Tensor, method: str, steps: int, grad: str, 
         beta: ridge strength (CD).
 
     Returns:
-        ``{"backward_ms": median, "backward_ms_spread": (min, max), "saved_bytes": int,
+        dict: ``{"backward_ms": median, "backward_ms_spread": (min, max), "saved_bytes": int,
         "cuda_peak_bytes": int or None}`` (the CUDA peak covers forward + backward).
     """
     if grad not in GRAD_MODES:

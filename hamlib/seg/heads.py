@@ -63,7 +63,7 @@ class LightHamHead(nn.Module):
     Args:
         in_channels (list of int): channels of the levels in ``keys``. channels (int): ham width.
         num_classes (int). keys (list of str): backbone outputs to fuse. Default: ("c2", "c3", "c4").
-        align_channels (int, optional): default ``channels``. **ham_kwargs: passed to :class:`Hamburger`.
+        align_channels (int, optional): default ``channels``. ``**ham_kwargs``: passed to :class:`Hamburger`.
     """
 
     def __init__(self, in_channels: Sequence[int], channels: int, num_classes: int, *,
