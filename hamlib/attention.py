@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .md._checks import check_positive_int
+from .layers import make_norm
+from .md.checks import check_positive_int
 
 __all__ = ["SelfAttention2d", "attention_explicit", "attention_fused"]
 
@@ -63,7 +64,6 @@ class SelfAttention2d(nn.Module):
                  *, fused: bool = False, scale: Optional[float] = None, norm: str = "none",
                  gate: bool = False) -> None:
         super().__init__()
-        from .hamburger import make_norm  # local import: hamburger does not import attention
 
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.key_channels = check_positive_int("key_channels", key_channels or in_channels)

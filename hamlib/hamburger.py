@@ -12,30 +12,17 @@ upper bread. The GAN variant adds a learnable gate initialised to 0,
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
 from .md import HAMS, MatrixDecomposition2D, build_ham
-from .md._checks import check_positive_int
+from .layers import NORMS, make_norm
+from .md.checks import check_positive_int
 
-__all__ = ["Hamburger", "make_norm"]
+__all__ = ["Hamburger"]
 
-NORMS = ("bn", "gn", "none")
-
-
-def make_norm(kind: str, channels: int, gn_groups: int = 32) -> nn.Module:
-    """``"bn"`` (BatchNorm2d), ``"gn"`` (GroupNorm with up to ``gn_groups`` groups) or ``"none"``."""
-    if kind == "bn":
-        return nn.BatchNorm2d(channels)
-    if kind == "gn":
-        groups = math.gcd(gn_groups, channels)
-        return nn.GroupNorm(groups, channels)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"norm must be one of {NORMS}; got {kind!r}")
 
 
 class Hamburger(nn.Module):

@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_bases, check_feature_map, check_finite, check_nonnegative, check_positive_int
+from .checks import check_bases, check_feature_map, check_finite, check_nonnegative, check_positive_int
 from .solver import GRAD_MODES, METHODS, Algorithm, Solution, make_algorithm, solve
 
 __all__ = ["MatrixDecomposition2D", "NMF2D", "VQ2D", "CD2D", "build_ham", "HAMS"]

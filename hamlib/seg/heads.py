@@ -14,17 +14,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attention import SelfAttention2d
-from ..hamburger import Hamburger, make_norm
+from ..hamburger import Hamburger
+from ..layers import conv_norm_act, make_norm
 
-__all__ = ["conv_norm_act", "ContextHead", "LightHamHead", "FCNAuxHead", "build_head", "HEADS"]
+__all__ = ["ContextHead", "LightHamHead", "FCNAuxHead", "build_head", "HEADS"]
 
 HEADS = ("fcn", "attention", "ham", "lightham")
-
-
-def conv_norm_act(cin: int, cout: int, k: int = 3, norm: str = "bn") -> nn.Sequential:
-    """k x k conv (no bias) -> norm -> ReLU."""
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), make_norm(norm, cout),
-                         nn.ReLU(inplace=True))
 
 
 class ContextHead(nn.Module):
