@@ -10,6 +10,10 @@ BIN    := $(VENV)/bin
 
 # Every chapter reads HAMLIB_TINY; CI / local builds always use the tiny CPU settings.
 export HAMLIB_TINY := 1
+# Offline copies of the real data sets, where this machine has them (library code only reads HAMLIB_DATA).
+ifneq ($(wildcard ../shared/data),)
+export HAMLIB_DATA ?= $(abspath ../shared/data)
+endif
 
 .PHONY: all venv book test clean distclean
 
