@@ -1,43 +1,63 @@
-"""Measuring what a global-context block costs: parameters, FLOPs, latency and peak memory.
+"""The one home of measurement: parameters, FLOPs, latency, peak memory, saved-tensor bytes, comparisons.
 
-Used by :mod:`hamlib.bench` and by the book's cost chapters to compare the Hamburger
-(Geng et al., "Is Attention Better Than Matrix Decomposition?", ICLR 2021, arXiv 2109.04553)
-with self-attention. FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode``
-(matrix products and convolutions only; one multiply-add = 2 FLOPs) and can be checked
-against the closed forms :func:`sa_macs` and :func:`ham_nmf_macs`.
+Used by :mod:`hamlib.bench`, :mod:`hamlib.analysis`, the applications and the book's cost chapters to compare
+the Hamburger (Geng et al., "Is Attention Better Than Matrix Decomposition?", ICLR 2021, arXiv 2109.04553)
+with self-attention.
 
-Peak memory: on CUDA the caching allocator's peak; on CPU the growth of the process's
-peak resident set size during the call (the peak mark is reset first where Linux allows,
-else ``ru_maxrss``, which only ever grows). ``hamlib.bench`` also measures each CPU
-configuration in a fresh process, so earlier work cannot hide or inflate a peak.
+- :func:`count_params`: all parameters, or the trainable ones only.
+- :func:`count_flops`: FLOPs of one call, counted by ``torch.utils.flop_counter.FlopCounterMode``
+  (matrix products, convolutions and SDPA only; one multiply-add = 2 FLOPs). Check them against the
+  closed forms :func:`sa_macs` and :func:`ham_nmf_macs` (multiply-adds).
+- :func:`time_fn`: CUDA-synchronised wall-clock latency with warm-up and quantiles.
+- :func:`compare`: several candidates timed *interleaved* in one process (A B C A B C ...), so that a
+  change in machine load hits every candidate alike; reports the load and the torch thread count.
+- :func:`peak_memory`: on CUDA the caching allocator's peak; on the CPU the growth of the process's peak
+  resident set size during the call (the peak mark is reset first where Linux allows, else ``ru_maxrss``,
+  which only ever grows). :func:`max_rss_bytes` is the process's peak so far.
+- :class:`saved_tensor_bytes`: the bytes autograd keeps for backward, each storage counted once;
+  deterministic and device-independent.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
+import os
 import resource
 import sys
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_params", "count_flops", "sa_macs", "ham_nmf_macs", "time_fn", "peak_memory", "max_rss_bytes"]
+__all__ = ["count_params", "count_flops", "sa_macs", "ham_nmf_macs", "time_fn", "compare", "machine_load",
+           "peak_memory", "max_rss_bytes", "saved_tensor_bytes"]
 
 
-def count_params(module: nn.Module) -> int:
-    """Number of trainable parameters of ``module``."""
+# --- size ----------------------------------------------------------------------------------------------------------
+
+def count_params(module: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of parameters of ``module`` (each shared parameter counted once).
+
+    Args:
+        module: any ``nn.Module``.
+        trainable_only: count only parameters with ``requires_grad=True``. Defaults: False (all).
+    """
     if not isinstance(module, nn.Module):
         raise ValueError(f"module must be an nn.Module; got {type(module).__name__}")
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of one call of ``fn()`` as counted by ``FlopCounterMode`` (2 per multiply-add; mm/bmm/conv/SDPA)."""
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of one call of ``fn()`` as counted by ``FlopCounterMode`` (2 per multiply-add; mm/bmm/conv/SDPA).
+
+    Wrap a module call in a thunk, e.g. ``count_flops(lambda: model(x))``; use ``torch.no_grad()`` around it
+    to count a forward pass only (a backward inside ``fn`` is counted too).
+    """
     if not callable(fn):
-        raise ValueError(f"fn must be callable; got {type(fn).__name__}")
+        raise ValueError(f"fn must be callable (a thunk such as lambda: model(x)); got {type(fn).__name__}")
     with FlopCounterMode(display=False) as counter:
         fn()
     return int(counter.get_total_flops())
@@ -52,6 +72,7 @@ def sa_macs(C: int, n: int, key_channels: Optional[int] = None, value_channels: 
     Args:
         C: channels. n: pixels H*W. key_channels, value_channels: d_k, d_v (default C).
     """
+    _positive(C=C, n=n)
     dk, dv = key_channels or C, value_channels or C
     return n * C * (2 * dk + 2 * dv) + n * n * (dk + dv)
 
@@ -63,38 +84,172 @@ def ham_nmf_macs(C: int, d: int, n: int, r: int, K: int) -> int:
     D update d n r + n r^2 + d r^2; final C update n d r + d r^2 + n r^2; reconstruction D C: d r n.
 
     Args:
-        C: input channels. d: ham channels. n: pixels H*W. r: rank. K: MU iterations.
+        C: input channels. d: ham channels. n: pixels H*W. r: rank R. K: MU iterations (``train_steps``).
     """
+    _positive(C=C, d=d, n=n, r=r)
+    if K < 0:
+        raise ValueError(f"K must be >= 0; got {K}")
     step = 2 * n * d * r + 2 * n * r * r + 2 * d * r * r
     final = n * d * r + d * r * r + n * r * r
     return 2 * C * d * n + n * d * r + K * step + final + d * r * n
 
 
-def time_fn(fn: Callable[[], object], *, warmup: int = 1, repeats: int = 5,
+def _positive(**values: int) -> None:
+    for name, v in values.items():
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int; got {v!r}")
+
+
+# --- time ----------------------------------------------------------------------------------------------------------
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _stats(times: list[float]) -> dict:
+    q = torch.tensor(times, dtype=torch.float64).quantile(torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
+    q25, med, q75 = (float(v) for v in q)
+    return {"median_ms": med, "q25_ms": q25, "q75_ms": q75, "iqr_ms": q75 - q25, "times_ms": list(times)}
+
+
+def _check_counts(warmup: int, repeats: int, repeats_name: str = "repeats") -> None:
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"{repeats_name} must be an int >= 1; got {repeats!r}")
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an int >= 0; got {warmup!r}")
+
+
+def time_fn(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5,
             device: torch.device | str = "cpu") -> dict:
     """Wall-clock latency of ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed ones.
+
+    On CUDA the device is synchronised before and after each timed call, so the time covers the kernels
+    and not just their launch.
+
+    Args:
+        fn: the thunk to time.
+        warmup: untimed calls first (kernel loading, allocator warm-up). Defaults: 1.
+        repeats: timed calls. Defaults: 5.
+        device: where ``fn`` runs (``"cpu"`` or ``"cuda[:i]"``).
 
     Returns:
         dict with ``median_ms``, ``q25_ms``, ``q75_ms``, ``iqr_ms`` and all ``times_ms``.
     """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0; got repeats={repeats}, warmup={warmup}")
-    cuda = torch.device(device).type == "cuda"
+    if not callable(fn):
+        raise ValueError(f"fn must be callable; got {type(fn).__name__}")
+    _check_counts(warmup, repeats)
+    device = torch.device(device)
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize(device)
+        _sync(device)
         t0 = time.perf_counter()
         fn()
-        if cuda:
-            torch.cuda.synchronize(device)
+        _sync(device)
         times.append((time.perf_counter() - t0) * 1e3)
-    q = torch.tensor(times, dtype=torch.float64).quantile(torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
-    q25, med, q75 = (float(v) for v in q)
-    return {"median_ms": med, "q25_ms": q25, "q75_ms": q75, "iqr_ms": q75 - q25, "times_ms": times}
+    return _stats(times)
 
+
+def _cpu_jiffies() -> Optional[tuple[int, int]]:
+    """(busy, total) CPU ticks of the whole machine since boot, from /proc/stat (Linux); None elsewhere."""
+    try:
+        with open("/proc/stat") as fh:
+            parts = fh.readline().split()
+    except OSError:
+        return None
+    if not parts or parts[0] != "cpu":
+        return None
+    vals = [int(v) for v in parts[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)            # idle + iowait
+    total = sum(vals[:8])                                          # guest time is already counted in user
+    return total - idle, total
+
+
+def _own_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def machine_load() -> dict:
+    """The machine's state right now: load averages, CPU count and this process's torch thread counts.
+
+    Returns:
+        ``{"loadavg": (1, 5, 15 min) or None, "cpu_count": int, "torch_threads": int,
+        "torch_interop_threads": int}``.
+    """
+    try:
+        load = tuple(round(v, 2) for v in os.getloadavg())
+    except (OSError, AttributeError):
+        load = None
+    return {"loadavg": load, "cpu_count": os.cpu_count() or 1, "torch_threads": torch.get_num_threads(),
+            "torch_interop_threads": torch.get_num_interop_threads()}
+
+
+def compare(candidates: Mapping[str, Callable[[], Any]], *, rounds: int = 5, warmup: int = 1,
+            device: torch.device | str = "cpu") -> dict:
+    """Time several candidates interleaved in this process: A B C, B C A, C A B, ... for ``rounds`` rounds.
+
+    Timing candidates one after the other (or in separate processes) lets a change in the machine's load
+    masquerade as a difference between them; interleaving spreads any such change over all of them, and
+    the order rotates each round so that no candidate always runs right after the same neighbour.
+
+    Also measured: the load average before and after, and, on Linux, ``other_cpu_cores``: the average
+    number of CPU cores that *other* processes kept busy during the timing (machine-wide busy time from
+    ``/proc/stat`` minus this process's CPU time, divided by the wall time). Near 0 means the candidates had
+    the machine to themselves.
+
+    Args:
+        candidates: ``{name: thunk}``; each thunk runs one measured call (e.g. a forward + backward).
+        rounds: timed calls per candidate. Defaults: 5.
+        warmup: untimed calls per candidate, also interleaved, before the first round. Defaults: 1.
+        device: where the candidates run; CUDA is synchronised around every timed call.
+
+    Returns:
+        ``{"candidates": {name: {"median_ms", "q25_ms", "q75_ms", "iqr_ms", "times_ms"}}, "rounds", "warmup",
+        "device", "torch_threads", "torch_interop_threads", "cpu_count", "loadavg_before", "loadavg_after",
+        "other_cpu_cores" (float or None), "wall_s"}``.
+    """
+    if not isinstance(candidates, Mapping) or not candidates:
+        raise ValueError(f"candidates must be a non-empty dict of name -> callable; got {candidates!r}")
+    for name, fn in candidates.items():
+        if not callable(fn):
+            raise ValueError(f"candidates[{name!r}] must be callable; got {type(fn).__name__}")
+    _check_counts(warmup, rounds, "rounds")
+    device = torch.device(device)
+    names = list(candidates)
+    before = machine_load()
+    for _ in range(warmup):
+        for name in names:
+            candidates[name]()
+    _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    jiffies0, own0, wall0 = _cpu_jiffies(), _own_cpu_s(), time.perf_counter()
+    for k in range(rounds):
+        shift = k % len(names)
+        for name in names[shift:] + names[:shift]:
+            _sync(device)
+            t0 = time.perf_counter()
+            candidates[name]()
+            _sync(device)
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    wall = time.perf_counter() - wall0
+    jiffies1, own1 = _cpu_jiffies(), _own_cpu_s()
+    other = None
+    if jiffies0 is not None and jiffies1 is not None and wall > 0:
+        ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        busy_s = (jiffies1[0] - jiffies0[0]) / ticks
+        other = round(max(0.0, busy_s - (own1 - own0)) / wall, 3)
+    after = machine_load()
+    return {"candidates": {name: _stats(times[name]) for name in names}, "rounds": rounds, "warmup": warmup,
+            "device": str(device), "torch_threads": before["torch_threads"],
+            "torch_interop_threads": before["torch_interop_threads"], "cpu_count": before["cpu_count"],
+            "loadavg_before": before["loadavg"], "loadavg_after": after["loadavg"], "other_cpu_cores": other,
+            "wall_s": wall}
+
+
+# --- memory --------------------------------------------------------------------------------------------------------
 
 def _proc_status_kib(key: str) -> Optional[int]:
     try:
@@ -128,16 +283,23 @@ def max_rss_bytes() -> int:
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
-def peak_memory(fn: Callable[[], object], device: torch.device | str = "cpu") -> int:
+def peak_memory(fn: Callable[[], Any], device: torch.device | str = "cpu") -> int:
     """Extra peak memory in bytes used while ``fn()`` runs.
 
     CUDA: ``max_memory_allocated`` during the call minus the memory allocated before it.
     CPU (Linux): the peak RSS mark is reset just before the call (``/proc/self/clear_refs``) and the
     peak ``VmHWM`` after it is compared with the resident size ``VmRSS`` before it. Elsewhere, the growth
     of ``ru_maxrss``, which only counts memory above the process's earlier peak: then call it in a
-    fresh process. Freed heap memory is first returned to the OS (``malloc_trim``) where glibc allows; what the
-    allocator still holds can be reused unseen, so small values are lower bounds; ``hamlib.bench`` measures each configuration in a fresh process.
+    fresh process. Freed heap memory is first returned to the OS (``malloc_trim``) where glibc allows; what
+    the allocator still holds can be reused unseen, so small values are lower bounds; ``hamlib.bench``
+    measures each configuration's memory in a fresh process.
+
+    Args:
+        fn: the thunk to measure.
+        device: ``"cpu"`` or ``"cuda[:i]"``.
     """
+    if not callable(fn):
+        raise ValueError(f"fn must be callable; got {type(fn).__name__}")
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -155,3 +317,51 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str = "cpu") ->
     before = max_rss_bytes()
     fn()
     return max(0, max_rss_bytes() - before)
+
+
+class saved_tensor_bytes(torch.autograd.graph.saved_tensors_hooks):
+    """Count the bytes autograd saves for backward inside a ``with`` block, each storage counted once.
+
+    Deterministic on every device (CPU, CUDA, meta), unlike allocator statistics: two saved views of one
+    tensor count once, a saved parameter counts too (it is kept alive for backward). Tensors without a
+    storage (e.g. some tensor subclasses) count ``numel * element_size``.
+
+    Example::
+
+        with saved_tensor_bytes() as s:
+            loss = model(x).sum()
+        print(s.bytes, s.tensors)
+
+    Attributes:
+        bytes (int): total bytes of the distinct storages saved so far.
+        tensors (int): number of distinct storages saved so far.
+
+    Hooks do not nest: inside an inner ``saved_tensors_hooks`` block the outer counter sees nothing.
+    """
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.tensors = 0
+        self._seen: set = set()
+        super().__init__(self._pack, _unpack)
+
+    def _pack(self, t: Tensor) -> Tensor:
+        try:
+            s = t.untyped_storage()                 # views share it; _cdata identifies the storage itself
+            key: tuple = (str(t.device), s._cdata)
+            nbytes = s.nbytes()
+        except (RuntimeError, NotImplementedError, AttributeError):
+            key, nbytes = ("id", id(t)), t.numel() * t.element_size()
+        if key not in self._seen:
+            self._seen.add(key)
+            self.bytes += int(nbytes)
+            self.tensors += 1
+        return t
+
+    def __enter__(self) -> "saved_tensor_bytes":
+        super().__enter__()
+        return self
+
+
+def _unpack(t: Tensor) -> Tensor:
+    return t

@@ -1,9 +1,13 @@
-"""hamlib.measure: FLOP counts match the closed forms, timing statistics, memory, input errors."""
+"""hamlib.measure: FLOP counts match the closed forms, timing statistics, interleaved comparison, memory,
+saved-tensor bytes, input errors."""
+import time
+
 import pytest
 import torch
 
 import hamlib
-from hamlib.measure import count_flops, count_params, ham_nmf_macs, peak_memory, sa_macs, time_fn
+from hamlib.measure import (compare, count_flops, count_params, ham_nmf_macs, machine_load, max_rss_bytes,
+                            peak_memory, sa_macs, saved_tensor_bytes, time_fn)
 
 
 def test_sa_closed_form_matches_counter_and_paper():
@@ -30,9 +34,29 @@ def test_ham_nmf_closed_form_matches_counter_and_paper():
     assert ham_nmf_macs(512, 512, 128 * 128, 64, 6) / 1e9 == pytest.approx(17.5, abs=0.1)  # paper: 17.6G
 
 
-def test_count_params():
+def test_closed_forms_reject_bad_sizes():
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        sa_macs(8, 0)
+    with pytest.raises(ValueError, match="K must be >= 0"):
+        ham_nmf_macs(8, 8, 16, 2, -1)
+
+
+def test_count_flops_counts_backward_inside_the_thunk_and_rejects_non_callables():
+    lin = torch.nn.Linear(8, 4, bias=False)
+    x = torch.randn(3, 8)
+    assert count_flops(lambda: lin(x)) == 2 * 3 * 8 * 4
+    assert count_flops(lambda: lin(x).sum().backward()) == 2 * 2 * 3 * 8 * 4  # fwd + weight grad
+    with pytest.raises(ValueError, match="fn must be callable"):
+        count_flops(lin(x))
+
+
+def test_count_params_all_by_default_and_trainable_only():
     assert count_params(torch.nn.Linear(3, 2)) == 8
     assert count_params(hamlib.SelfAttention2d(512)) == 4 * 512 * 512 + 4 * 512
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 5))
+    net[0].requires_grad_(False)
+    assert count_params(net) == 8 + 15
+    assert count_params(net, trainable_only=True) == 15
     with pytest.raises(ValueError, match="module"):
         count_params("not a module")
 
@@ -45,10 +69,54 @@ def test_time_fn_statistics_and_errors():
     assert stats["iqr_ms"] == pytest.approx(stats["q75_ms"] - stats["q25_ms"])
     with pytest.raises(ValueError, match="repeats"):
         time_fn(lambda: None, repeats=0)
+    with pytest.raises(ValueError, match="warmup"):
+        time_fn(lambda: None, warmup=-1)
+
+
+def test_time_fn_measures_the_call():
+    stats = time_fn(lambda: time.sleep(0.02), warmup=0, repeats=3)
+    assert 19 <= stats["median_ms"] < 200
+
+
+def test_compare_interleaves_and_rotates_and_reports_the_machine():
+    order = []
+    cands = {name: (lambda name=name: order.append(name)) for name in "abc"}
+    res = compare(cands, rounds=3, warmup=1)
+    # warm-up a b c, then rounds rotated: a b c, b c a, c a b
+    assert order == list("abc") + list("abc") + list("bca") + list("cab")
+    assert set(res["candidates"]) == set("abc")
+    for st in res["candidates"].values():
+        assert len(st["times_ms"]) == 3 and st["q25_ms"] <= st["median_ms"] <= st["q75_ms"]
+    assert res["torch_threads"] == torch.get_num_threads() and res["cpu_count"] >= 1
+    assert res["rounds"] == 3 and res["warmup"] == 1 and res["device"] == "cpu"
+    assert "loadavg_before" in res and "loadavg_after" in res
+    if res["other_cpu_cores"] is not None:
+        assert 0 <= res["other_cpu_cores"] <= res["cpu_count"] + 1
+
+
+def test_compare_tells_a_slow_candidate_from_a_fast_one():
+    res = compare({"fast": lambda: time.sleep(0.002), "slow": lambda: time.sleep(0.012)}, rounds=5, warmup=0)
+    fast, slow = res["candidates"]["fast"]["median_ms"], res["candidates"]["slow"]["median_ms"]
+    assert fast >= 1.9 and slow >= 11.9 and slow > 2 * fast
+
+
+def test_compare_rejects_bad_input():
+    with pytest.raises(ValueError, match="candidates"):
+        compare({}, rounds=2)
+    with pytest.raises(ValueError, match=r"candidates\['x'\] must be callable"):
+        compare({"x": 3}, rounds=2)
+    with pytest.raises(ValueError, match="rounds"):
+        compare({"x": lambda: None}, rounds=0)
+
+
+def test_machine_load_fields():
+    m = machine_load()
+    assert m["cpu_count"] >= 1 and m["torch_threads"] == torch.get_num_threads()
+    assert m["loadavg"] is None or len(m["loadavg"]) == 3
 
 
 def test_peak_memory_sees_a_large_allocation():
-    # 64 MiB touched inside the call must raise the peak RSS (fresh high-water mark in this test process).
+    # 128 MiB touched inside the call must raise the peak RSS (fresh high-water mark in this test process).
     def alloc():
         t = torch.ones(2 ** 24 * 2)  # 128 MiB of float32, written
         return t.sum()
@@ -65,3 +133,48 @@ def test_peak_memory_sees_a_smaller_allocation_after_a_larger_one():
     del big
     got = peak_memory(lambda: torch.ones(2 ** 24).sum(), "cpu")  # 64 MiB
     assert 32 * 2 ** 20 < got < 200 * 2 ** 20
+
+
+def test_max_rss_bytes_is_at_least_the_current_resident_size():
+    t = torch.ones(2 ** 23)  # 32 MiB, written
+    assert max_rss_bytes() >= t.numel() * 4
+    del t
+
+
+def test_saved_tensor_bytes_counts_each_storage_once():
+    x = torch.randn(1000, requires_grad=True)
+    with saved_tensor_bytes() as s:
+        x.exp().sum()                   # exp saves its result: 4000 bytes
+    assert s.bytes == 4000 and s.tensors == 1
+    w = torch.randn(1000, requires_grad=True)
+    with saved_tensor_bytes() as s:
+        (x * w).sum()                   # mul saves both inputs
+        (x[:500] * w[:500]).sum()       # views of the same storages: not counted again
+    assert s.bytes == 8000 and s.tensors == 2
+    with saved_tensor_bytes() as s, torch.no_grad():
+        (x * w).sum()
+    assert s.bytes == 0
+
+
+def test_saved_tensor_bytes_is_device_independent():
+    def run(device):
+        x = torch.ones(64, 32, device=device, requires_grad=True)
+        w = torch.ones(32, 16, device=device, requires_grad=True)
+        with saved_tensor_bytes() as s:
+            (x @ w).relu().sum()
+        return s.bytes
+    # mm saves x and w, relu its output: (64*32 + 32*16 + 64*16) floats
+    assert run("cpu") == run("meta") == 4 * (64 * 32 + 32 * 16 + 64 * 16)
+
+
+def test_saved_tensor_bytes_grows_with_bptt_steps():
+    x = torch.rand(1, 16, 64).requires_grad_(True)
+    b = torch.rand(1, 16, 4)
+
+    def saved(K, grad):
+        with saved_tensor_bytes() as s:
+            hamlib.md.solve(x, b, method="nmf", steps=K, grad=grad).recon.sum()
+        return s.bytes
+
+    assert saved(2, "one-step") == saved(8, "one-step") > 0
+    assert saved(8, "bptt") > 2 * saved(2, "bptt") > 0
