@@ -1,0 +1,311 @@
+"""Is attention better than matrix decomposition? Decode heads on a frozen ImageNet encoder, CamVid, many seeds.
+
+A protocol that fits a 2-core CPU and still asks the paper's question (Geng et al., ICLR 2021, arXiv 2109.04553)
+on real data: the ImageNet-trained EfficientNet-Lite0 encoder (:mod:`hamlib.seg.efficientnet`) is frozen at output
+stride 8, its features are computed once for every CamVid image (and its mirror image) and cached, and only the
+decode heads are trained. Every head has the same template, so the context module is the only difference:
+
+    features (472 = 40 + 112 + 320 channels at H/8 x W/8) -> 1x1 squeeze to d -> CONTEXT -> 3x3 align -> 1x1 classes
+
+with CONTEXT one of: nothing (``fcn``), softmax self-attention (``attention``), linear attention (``linear``, when
+:mod:`hamlib.attention` has it), a Hamburger with NMF / VQ / CD (``ham-nmf``, ``ham-vq``, ``ham-cd``), or the
+SegNeXt-style light Hamburger with GroupNorm everywhere (``lightham``). A seed fixes the head's initialisation,
+the data order and the flips, and is shared by every head, so differences are paired.
+
+    python -m hamlib.experiments.camvid_heads cache --out runs/camvid-lite0
+    python -m hamlib.experiments.camvid_heads train --cache runs/camvid-lite0 --seeds 0 1 2 3 4
+    python -m hamlib.experiments.camvid_heads summary --cache runs/camvid-lite0 --out book/results/camvid_heads
+
+The records file is rewritten atomically after every run, and finished (head, seed) pairs are skipped, so a
+killed study resumes where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..hamburger import Hamburger
+from ..layers import conv_norm_act
+from ..train.provenance import provenance, read_json, write_json
+
+__all__ = ["HEADS", "StudyHead", "build_head", "cache_features", "train_head", "summarise", "t_interval", "main"]
+
+NUM_CLASSES = 11
+IGNORE = 255
+LEVELS = ("s8", "s16", "s32")
+IN_CHANNELS = 40 + 112 + 320
+HEADS = ("fcn", "attention", "linear", "ham-nmf", "ham-vq", "ham-cd", "lightham")
+CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian",
+           "Bicyclist")
+
+
+# ----------------------------------------------------------------------------------------------- the heads
+class StudyHead(nn.Module):
+    """1x1 squeeze -> context -> align -> dropout -> 1x1 classifier.
+
+    Args:
+        context (nn.Module, optional): (B, d, h, w) -> (B, d, h, w); None is the FCN baseline.
+        d (int): width after the squeeze. norm (str): ``"bn"`` (HamNet) or ``"gn"`` (light head).
+        align_kernel (int): 3 (HamNet) or 1 (light head).
+
+    Shape: (B, 472, h, w) -> (B, 11, h, w).
+    """
+
+    def __init__(self, context: Optional[nn.Module], d: int = 128, *, norm: str = "bn", align_kernel: int = 3,
+                 in_channels: int = IN_CHANNELS, num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+        self.squeeze = conv_norm_act(in_channels, d, 1, norm)
+        self.context = context if context is not None else nn.Identity()
+        self.align = conv_norm_act(d, d, align_kernel, norm)
+        self.dropout = nn.Dropout2d(0.1)
+        self.cls = nn.Conv2d(d, num_classes, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.cls(self.dropout(self.align(self.context(self.squeeze(x)))))
+
+
+def build_head(name: str, d: int = 128, R: int = 16) -> StudyHead:
+    """The study head ``name`` (one of :data:`HEADS`) at width ``d`` and rank ``R`` (Hamburgers)."""
+    ham = dict(R=R, train_steps=6, eval_steps=7, eval_seed=0)
+    if name == "fcn":
+        return StudyHead(None, d)
+    if name == "attention":
+        from ..attention import SelfAttention2d
+        return StudyHead(SelfAttention2d(d, norm="bn"), d)
+    if name == "linear":
+        from .. import attention
+        if not hasattr(attention, "LinearAttention2d"):
+            raise ValueError("head 'linear' needs hamlib.attention.LinearAttention2d, which this version lacks")
+        return StudyHead(attention.LinearAttention2d(d, norm="bn"), d)
+    if name.startswith("ham-") and name[4:] in ("nmf", "vq", "cd"):
+        return StudyHead(Hamburger(d, d, name[4:], version="v2", norm="none", form="code", **ham), d)
+    if name == "lightham":
+        return StudyHead(Hamburger(d, d, "nmf", version="v1", norm="gn", form="code", **ham), d, norm="gn",
+                         align_kernel=1)
+    raise ValueError(f"head must be one of {HEADS}; got {name!r}")
+
+
+# --------------------------------------------------------------------------------------- the feature cache
+def cache_features(data_root: Optional[os.PathLike], out: os.PathLike, *, output_stride: int = 8,
+                   limit: Optional[int] = None, progress: bool = True) -> Path:
+    """Run the frozen Lite0 encoder once over CamVid train/val/test (train also mirrored); save one file per split.
+
+    Each ``SPLIT.pt`` holds ``feats`` (N, 472, H/8, W/8) float16 (``feats_flip`` for train), ``labels`` (N, H, W)
+    uint8 with 255 = ignore, and ``meta``; it loads with ``torch.load(weights_only=True)``.
+    """
+    from tqdm.auto import tqdm
+
+    from ..seg.data import CamVid
+    from ..seg.efficientnet import LITE0_MEAN, LITE0_STD, efficientnet_lite0
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    enc = efficientnet_lite0(output_stride=output_stride).eval()
+    mean, std = torch.tensor(LITE0_MEAN).view(1, 3, 1, 1), torch.tensor(LITE0_STD).view(1, 3, 1, 1)
+
+    def encode(img: Tensor) -> Tensor:
+        f = enc((img[None] - mean) / std)
+        return torch.cat([f[k] for k in LEVELS], 1)[0].half()
+
+    for split in ("train", "val", "test"):
+        path = out / f"{split}.pt"
+        if path.is_file():
+            continue
+        ds = CamVid(data_root, split, limit=limit)
+        feats, flips, labels = [], [], []
+        with torch.no_grad():
+            for i in tqdm(range(len(ds)), desc=f"encode {split}", disable=not progress):
+                img, lab = ds[i]
+                feats.append(encode(img))
+                if split == "train":
+                    flips.append(encode(img.flip(-1)))
+                labels.append(lab.clamp(max=255).to(torch.uint8))
+        blob = {"feats": torch.stack(feats), "labels": torch.stack(labels),
+                "meta": {"encoder": "efficientnet-lite0 (ImageNet, frozen)", "output_stride": output_stride,
+                         "levels": list(LEVELS), "split": split, "n": len(ds)}}
+        if flips:
+            blob["feats_flip"] = torch.stack(flips)
+        tmp = path.with_name(path.name + ".part")
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+    return out
+
+
+def load_split(cache: os.PathLike, split: str) -> Dict[str, Tensor]:
+    path = Path(cache) / f"{split}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no feature cache {path}; run: python -m hamlib.experiments.camvid_heads cache "
+                                f"--out {cache}")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# ------------------------------------------------------------------------------------------- train / eval
+def _loss_labels(labels: Tensor, size) -> Tensor:
+    lab = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+    return lab
+
+
+def evaluate_head(head: nn.Module, data: Dict[str, Tensor], *, batch: int = 8) -> Dict[str, object]:
+    """Test-time mIoU at the labels' full resolution (logits upsampled bilinearly)."""
+    from ..seg.metrics import ConfusionMatrix
+
+    head.eval()
+    cm = ConfusionMatrix(NUM_CLASSES, IGNORE)
+    with torch.no_grad():
+        for i in range(0, len(data["feats"]), batch):
+            x, lab = data["feats"][i:i + batch].float(), data["labels"][i:i + batch].long()
+            logits = F.interpolate(head(x), size=lab.shape[-2:], mode="bilinear", align_corners=False)
+            cm.update(logits.argmax(1), lab)
+    return cm.scores(CLASSES)
+
+
+def train_head(name: str, seed: int, train: Dict[str, Tensor], *, iters: int = 600, batch: int = 8,
+               lr: float = 0.02, weight_decay: float = 1e-4, d: int = 128, R: int = 16,
+               loss_size=(180, 240), progress: bool = False) -> nn.Module:
+    """SGD (momentum 0.9, poly 0.9) on cached features; seed fixes the init, the data order and the flips."""
+    torch.manual_seed(seed)
+    head = build_head(name, d, R)
+    decay = [p for p in head.parameters() if p.ndim > 1]
+    rest = [p for p in head.parameters() if p.ndim <= 1]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0}],
+                          lr=lr, momentum=0.9)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (1 - s / iters) ** 0.9)
+    g = torch.Generator().manual_seed(seed)
+    n = len(train["feats"])
+    order = torch.cat([torch.randperm(n, generator=g) for _ in range(iters * batch // n + 1)])
+    flips = torch.rand(len(order), generator=g) < 0.5
+    labels = _loss_labels(train["labels"], loss_size)
+    head.train()
+    for step in range(iters):
+        idx, fl = order[step * batch:(step + 1) * batch], flips[step * batch:(step + 1) * batch]
+        x = torch.where(fl.view(-1, 1, 1, 1), train["feats_flip"][idx], train["feats"][idx]).float()
+        y = torch.where(fl.view(-1, 1, 1), labels[idx].flip(-1), labels[idx])
+        logits = F.interpolate(head(x), size=loss_size, mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(logits, y, ignore_index=IGNORE)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"head {name} seed {seed}: loss {loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return head
+
+
+# ------------------------------------------------------------------------------------------- statistics
+# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t_interval(xs: Sequence[float]) -> Dict[str, float]:
+    """Mean, sample std and the 95% t confidence interval of the mean of ``xs`` (n >= 2)."""
+    n = len(xs)
+    if n < 2:
+        raise ValueError(f"a confidence interval needs at least 2 values; got {n}")
+    m = sum(xs) / n
+    s = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1))
+    h = (_T975[n - 2] if n - 1 <= len(_T975) else 1.96) * s / math.sqrt(n)
+    return {"mean": m, "std": s, "ci95": [m - h, m + h], "n": n}
+
+
+def summarise(records: List[dict], *, baselines: Sequence[str] = ("fcn", "attention")) -> Dict[str, object]:
+    """Per head: test mIoU mean/std/CI; paired (same seed) differences to each baseline with a 95% CI."""
+    by = {}
+    for r in records:
+        by.setdefault(r["head"], {})[r["seed"]] = r["test"]["miou"]
+    out: Dict[str, object] = {"heads": {}}
+    for h, seeds in by.items():
+        row = {"test_miou": t_interval(list(seeds.values())) if len(seeds) > 1 else {"mean": next(iter(seeds.values())), "n": 1}}
+        for b in baselines:
+            common = sorted(set(seeds) & set(by.get(b, {})))
+            if h != b and len(common) > 1:
+                row[f"diff_vs_{b}"] = t_interval([seeds[s] - by[b][s] for s in common])
+        out["heads"][h] = row
+    return out
+
+
+# ------------------------------------------------------------------------------------------- the CLI
+def _cost(name: str, d: int, R: int, sizes: Sequence[tuple]) -> Dict[str, object]:
+    from .. import measure
+
+    head = build_head(name, d, R).eval()
+    rows = []
+    for (h, w) in sizes:
+        x = torch.randn(1, IN_CHANNELS, h, w)
+        with torch.no_grad():
+            flops = measure.count_flops(lambda: head(x))
+            t = measure.time_fn(lambda: head(x), warmup=1, repeats=5)
+        rows.append({"size": [h, w], "gflops": flops / 1e9, "latency_ms": t["median_ms"]})
+    return {"params": sum(p.numel() for p in head.parameters()), "per_size": rows}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hamlib.experiments.camvid_heads", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("cache", help="encode CamVid once with the frozen Lite0 encoder")
+    c.add_argument("--data-root", default=None, help="CamVid folder (default: $HAMLIB_DATA/camvid or ./data/camvid)")
+    c.add_argument("--out", required=True)
+    c.add_argument("--limit", type=int, default=None)
+    t = sub.add_parser("train", help="train heads x seeds on the cache (resumable)")
+    t.add_argument("--cache", required=True)
+    t.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS)
+    t.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    t.add_argument("--iters", type=int, default=600)
+    t.add_argument("--records", default=None, help="default: CACHE/records.json")
+    s = sub.add_parser("summary", help="statistics + cost table from the records")
+    s.add_argument("--cache", required=True)
+    s.add_argument("--records", default=None)
+    s.add_argument("--out", required=True)
+    for p in (c, t, s):
+        p.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    if a.cmd == "cache":
+        root = a.data_root or (Path(os.environ["HAMLIB_DATA"]) / "camvid" if "HAMLIB_DATA" in os.environ
+                               else Path("data") / "camvid")
+        cache_features(root, a.out, limit=a.limit)
+        return 0
+    records_path = Path(a.records or Path(a.cache) / "records.json")
+    records = read_json(records_path)["records"] if records_path.is_file() else []
+    if a.cmd == "train":
+        train, test = load_split(a.cache, "train"), load_split(a.cache, "test")
+        for seed in a.seeds:
+            for h in a.heads:
+                if any(r["head"] == h and r["seed"] == seed and r["iters"] == a.iters for r in records):
+                    continue
+                t0 = time.time()
+                head = train_head(h, seed, train, iters=a.iters)
+                wall = time.time() - t0
+                rec = {"head": h, "seed": seed, "iters": a.iters, "test": evaluate_head(head, test),
+                       "train_wall_s": round(wall, 1), "provenance": provenance(wall_time_s=wall)}
+                records.append(rec)
+                write_json(records_path, {"records": records})
+                print(f"{h:10s} seed {seed}  test mIoU {rec['test']['miou']:.4f}  ({wall:.0f} s)", flush=True)
+        return 0
+    summ = summarise(records)
+    feat = load_split(a.cache, "test")["feats"].shape[-2:]
+    sizes = [tuple(feat), (round(feat[0] * 2 ** .5), round(feat[1] * 2 ** .5)), (feat[0] * 2, feat[1] * 2)]
+    summ["cost"] = {h: _cost(h, 128, 16, sizes) for h in summ["heads"]}
+    summ["protocol"] = {"feature_map": list(feat), "encoder": "efficientnet-lite0 ImageNet, frozen, OS8",
+                        "records": str(records_path)}
+    summ["provenance"] = provenance()
+    write_json(Path(a.out) / "summary.json", summ)
+    write_json(Path(a.out) / "records.json", {"records": records})
+    for h, r in summ["heads"].items():
+        m = r["test_miou"]
+        print(f"{h:10s} {m['mean']:.4f} ± {m.get('std', float('nan')):.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
