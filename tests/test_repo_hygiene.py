@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import nbformat
@@ -66,18 +68,62 @@ def test_notebook_outputs_are_stripped(path: Path) -> None:
     assert not dirty, f"{path.name}: code cells {dirty} have outputs or execution counts; strip them"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_first_code_cell_is_guarded_install(path: Path) -> None:
+DIST = "hamlib-book"   # the distribution name (PyPI's "hamlib" is an unrelated project); the import name is hamlib
+INSTALL_SPEC = "hamlib-book[book] @ git+https://github.com/hamlib-book/hamlib"
+_PIP = re.compile(r"^(\s*)%pip\s+(.*)$", re.MULTILINE)
+
+
+def _first_code_cell(path: Path) -> str:
     nb = _read(path)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code, f"{path.name} has no code cell"
-    src = code[0].source
-    assert "try:" in src, src
-    assert "import hamlib" in src, src
-    assert "except ImportError" in src, src
+    return code[0].source
+
+
+def _run_guard(src: str, installed: bool, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Execute the guard cell with ``%pip`` recorded instead of run; return the recorded pip argument lines.
+
+    ``installed`` says whether the hamlib-book distribution is present; a module called hamlib is importable
+    in both cases (as when another project's hamlib is installed).
+    """
+    import importlib.metadata
+
+    calls: list[str] = []
+    real = importlib.metadata.distribution
+
+    def fake_distribution(name: str):
+        if name.replace("_", "-").lower() == DIST and not installed:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", fake_distribution)
+    monkeypatch.setitem(sys.modules, "hamlib", types.ModuleType("hamlib"))  # "a module called hamlib" exists
+    code = _PIP.sub(lambda m: f"{m.group(1)}__pip__({m.group(2)!r})", src)
+    exec(compile(code, "<first code cell>", "exec"), {"__pip__": calls.append})  # noqa: S102
+    return calls
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_first_code_cell_is_guarded_install(path: Path) -> None:
+    src = _first_code_cell(path)
     code_only = _strip_comments(src)  # the cell's comment may *mention* requirements.txt
+    assert f'distribution("{DIST}")' in code_only, f"{path.name}: the guard must look for the {DIST} distribution"
+    assert "PackageNotFoundError" in code_only, src
+    assert "except ImportError" not in code_only, "an ImportError guard accepts any module called hamlib"
     assert "requirements.txt" not in code_only, "the Colab install must not install requirements.txt"
-    assert "torch==" not in code_only, "the Colab install must not pin torch"
+    assert "torch" not in code_only, "the Colab install must not install or pin torch"
+    pips = _PIP.findall(code_only)
+    assert len(pips) == 1, f"{path.name}: expected exactly one %pip line, got {pips}"
+    assert pips[0][1].strip() == f'install -q "{INSTALL_SPEC}"', pips[0][1]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_guard_installs_only_when_hamlib_book_is_missing(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _first_code_cell(path)
+    assert _run_guard(src, installed=True, monkeypatch=monkeypatch) == [], "installs although hamlib-book is there"
+    # A module called hamlib is importable here (the editable install), but the distribution is "missing":
+    # the guard must still install this package, and only it.
+    assert _run_guard(src, installed=False, monkeypatch=monkeypatch) == [f'install -q "{INSTALL_SPEC}"']
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
