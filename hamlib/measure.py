@@ -7,7 +7,8 @@ with self-attention.
 - :func:`count_params`: all parameters, or the trainable ones only.
 - :func:`count_flops`: FLOPs of one call, counted by ``torch.utils.flop_counter.FlopCounterMode``
   (matrix products, convolutions and SDPA only; one multiply-add = 2 FLOPs). Check them against the
-  closed forms :func:`sa_macs` and :func:`ham_nmf_macs` (multiply-adds).
+  closed forms :func:`sa_macs`, :func:`ham_nmf_macs`, :func:`ham_vq_macs` and :func:`ham_cd_macs`
+  (multiply-adds).
 - :func:`time_fn`: CUDA-synchronised wall-clock latency with warm-up and quantiles.
 - :func:`compare`: several candidates timed *interleaved* in one process (A B C A B C ...), so that a
   change in machine load hits every candidate alike; reports the load and the torch thread count.
@@ -32,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_params", "count_flops", "sa_macs", "ham_nmf_macs", "time_fn", "compare", "machine_load",
+__all__ = ["count_params", "count_flops", "sa_macs", "ham_nmf_macs", "ham_vq_macs", "ham_cd_macs", "time_fn", "compare", "machine_load",
            "peak_memory", "max_rss_bytes", "saved_tensor_bytes"]
 
 
@@ -77,21 +78,58 @@ def sa_macs(C: int, n: int, key_channels: Optional[int] = None, value_channels: 
     return n * C * (2 * dk + 2 * dv) + n * n * (dk + dv)
 
 
-def ham_nmf_macs(C: int, d: int, n: int, r: int, K: int) -> int:
+def ham_nmf_macs(C: int, d: int, n: int, r: int, K: int, *, skip_redundant: bool = True) -> int:
     """Closed-form multiply-adds of a V1 NMF Hamburger (S = 1) on one (C, n) feature map.
 
-    breads 2 C d n; init coef X^T D: n d r; each MU step: C update n d r + d r^2 + n r^2 and
+    breads 2 C d n; init coef D^T X: n d r; each MU step: C update n d r + d r^2 + n r^2 and
     D update d n r + n r^2 + d r^2; final C update n d r + d r^2 + n r^2; reconstruction D C: d r n.
 
     Args:
         C: input channels. d: ham channels. n: pixels H*W. r: rank R. K: MU iterations (``train_steps``).
+        skip_redundant: True: the arithmetic of hamlib's one-step solve, where the initial logits D^T X
+            are also the first C update's numerator (D has not moved yet), so that product is made once:
+            n d r fewer when K >= 1. False: the step-by-step form (BPTT, implicit, ``return_trace``, and the
+            official code), which is the paper's count (17.5 G at 1x512x128x128, r = 64, K = 6; paper: 17.6 G).
     """
     _positive(C=C, d=d, n=n, r=r)
-    if K < 0:
-        raise ValueError(f"K must be >= 0; got {K}")
+    _steps(K)
     step = 2 * n * d * r + 2 * n * r * r + 2 * d * r * r
     final = n * d * r + d * r * r + n * r * r
-    return 2 * C * d * n + n * d * r + K * step + final + d * r * n
+    reused = n * d * r if skip_redundant and K >= 1 else 0
+    return 2 * C * d * n + n * d * r + K * step - reused + final + d * r * n
+
+
+def ham_vq_macs(C: int, d: int, n: int, r: int, K: int, *, skip_redundant: bool = True) -> int:
+    """Closed-form multiply-adds of a V1 VQ Hamburger (S = 1) on one (C, n) feature map.
+
+    breads 2 C d n; each step: cosines X^T D n d r and the means X C n d r; final assignment n d r;
+    reconstruction d r n. Normalisations and the softmax are not matrix products and are not counted.
+
+    Args:
+        C, d, n, r, K: as in :func:`ham_nmf_macs`.
+        skip_redundant: True: hamlib's one-step solve, which skips the initial assignment that the first
+            step recomputes anyway; False: the step-by-step form, n d r more.
+    """
+    _positive(C=C, d=d, n=n, r=r)
+    _steps(K)
+    return 2 * C * d * n + (0 if skip_redundant else n * d * r) + K * 2 * n * d * r + n * d * r + d * r * n
+
+
+def ham_cd_macs(C: int, d: int, n: int, r: int, K: int, *, skip_redundant: bool = True) -> int:
+    """Closed-form multiply-adds of a V1 CD Hamburger (S = 1) on one (C, n) feature map.
+
+    As :func:`ham_vq_macs`, but the final step is the ridge solve (D^T D + beta I) C = D^T X: the Gram
+    matrix d r^2 and D^T X r d n (the r x r solve itself is not counted by the FLOP counter, nor here).
+    """
+    _positive(C=C, d=d, n=n, r=r)
+    _steps(K)
+    return (2 * C * d * n + (0 if skip_redundant else n * d * r) + K * 2 * n * d * r + d * r * r + r * d * n
+            + d * r * n)
+
+
+def _steps(K: int) -> None:
+    if not isinstance(K, int) or K < 0:
+        raise ValueError(f"K must be an int >= 0; got {K!r}")
 
 
 def _positive(**values: int) -> None:

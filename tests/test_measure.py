@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import hamlib
-from hamlib.measure import (compare, count_flops, count_params, ham_nmf_macs, machine_load, max_rss_bytes,
-                            peak_memory, sa_macs, saved_tensor_bytes, time_fn)
+from hamlib.measure import (compare, count_flops, count_params, ham_cd_macs, ham_nmf_macs, ham_vq_macs, machine_load,
+                            max_rss_bytes, peak_memory, sa_macs, saved_tensor_bytes, time_fn)
 
 
 def test_sa_closed_form_matches_counter_and_paper():
@@ -25,20 +25,33 @@ def test_sa_closed_form_with_reduced_key_channels():
     assert count_flops(lambda: sa(x)) == 2 * 2 * sa_macs(16, 25, 4, 8)
 
 
-def test_ham_nmf_closed_form_matches_counter_and_paper():
+@pytest.mark.parametrize("md", ["nmf", "vq", "cd"])
+@pytest.mark.parametrize("grad", ["one-step", "bptt"])
+def test_ham_closed_forms_match_counter(md, grad):
+    # one-step: the fast solve (D^T X once; no unused initial assignment); bptt: the step-by-step form
     torch.manual_seed(0)
-    ham = hamlib.Hamburger(24, 16, "nmf", R=4, train_steps=3, eval_steps=3).eval()
+    ham = hamlib.Hamburger(24, 16, md, R=4, train_steps=3, eval_steps=3, grad=grad).eval()
     x = torch.randn(1, 24, 5, 7)
+    closed = {"nmf": ham_nmf_macs, "vq": ham_vq_macs, "cd": ham_cd_macs}[md]
     with torch.no_grad():
-        assert count_flops(lambda: ham(x)) == 2 * ham_nmf_macs(24, 16, 35, 4, 3)
-    assert ham_nmf_macs(512, 512, 128 * 128, 64, 6) / 1e9 == pytest.approx(17.5, abs=0.1)  # paper: 17.6G
+        assert count_flops(lambda: ham(x)) == 2 * closed(24, 16, 35, 4, 3, skip_redundant=grad == "one-step")
+
+
+def test_ham_nmf_closed_form_paper_value():
+    # The paper's cost table (1x512x128x128, r = 64, K = 6): 17.6G MACs for Ham (NMF).
+    assert ham_nmf_macs(512, 512, 128 * 128, 64, 6, skip_redundant=False) / 1e9 == pytest.approx(17.5, abs=0.1)
+    saved = ham_nmf_macs(512, 512, 128 * 128, 64, 6, skip_redundant=False) - ham_nmf_macs(512, 512, 128 * 128, 64, 6)
+    assert saved == 512 * 128 * 128 * 64
+    assert ham_nmf_macs(8, 8, 16, 2, 0) == ham_nmf_macs(8, 8, 16, 2, 0, skip_redundant=False)  # K = 0: no reuse
 
 
 def test_closed_forms_reject_bad_sizes():
     with pytest.raises(ValueError, match="n must be a positive int"):
         sa_macs(8, 0)
-    with pytest.raises(ValueError, match="K must be >= 0"):
+    with pytest.raises(ValueError, match="K must be an int >= 0"):
         ham_nmf_macs(8, 8, 16, 2, -1)
+    with pytest.raises(ValueError, match="r must be a positive int"):
+        ham_vq_macs(8, 8, 16, 0, 2)
 
 
 def test_count_flops_counts_backward_inside_the_thunk_and_rejects_non_callables():
