@@ -1,6 +1,12 @@
-"""Loaders of hamlib.gan.data: synthetic shapes, image tarballs/folders, MNIST IDX, clear errors."""
+"""Loaders of hamlib.gan.data: CIFAR-10 (official batches, safe unpickling, jpg tarballs, content-keyed atomic
+cache, download), MNIST IDX (mirrors, MD5), synthetic shapes, clear errors."""
 import gzip
+import hashlib
 import io
+import os
+import pickle
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -8,8 +14,22 @@ import numpy as np
 import pytest
 import torch
 
-from hamlib.gan.data import (CIFAR10_CLASSES, REPO_ROOT, load_cifar10, load_mnist, sample_batch, synthetic_shapes,
-                             to_tensor)
+import hamlib.gan.data as gd
+from hamlib.gan.data import (CIFAR10_CLASSES, load_cifar10, load_mnist, restricted_unpickle, sample_batch,
+                             synthetic_shapes, to_tensor)
+from hamlib.train.download import DownloadError
+
+
+def _real_data() -> Path:
+    """The offline copies: $HAMLIB_DATA if set, else /work/shared/data (tests may know this layout)."""
+    env = os.environ.get("HAMLIB_DATA")
+    for c in ([Path(env)] if env else []) + [Path(__file__).resolve().parents[2] / "shared" / "data"]:
+        if (c / "cifar10-jpg.tar.gz").exists() or (c / "mnist").is_dir():
+            return c
+    return Path("/nonexistent")
+
+
+REAL = _real_data()
 
 
 def test_synthetic_shapes_deterministic_and_classes():
@@ -50,6 +70,8 @@ def test_tarball_loader_and_cache(tmp_path):
 def test_missing_and_corrupt_cifar(tmp_path):
     with pytest.raises(FileNotFoundError, match="CIFAR-10 not found"):
         load_cifar10(tmp_path / "nope.tar.gz")
+    with pytest.raises(FileNotFoundError, match="CIFAR-10 not found"):
+        load_cifar10(tmp_path / "empty_dir")
     (tmp_path / "bad.tar.gz").write_bytes(b"not a tarball")
     with pytest.raises(ValueError, match="not a readable CIFAR-10 tarball"):
         load_cifar10(tmp_path / "bad.tar.gz", cache_dir="")
@@ -84,16 +106,190 @@ def test_sample_batch_is_function_of_step():
     assert not torch.equal(a[0], sample_batch(x, y, 8, step=4, seed=0)[0])
 
 
-REAL = REPO_ROOT.parent / "shared" / "data"
-
-
 @pytest.mark.skipif(not (REAL / "mnist" / "t10k-images-idx3-ubyte.gz").exists(), reason="no offline MNIST copy")
-def test_real_mnist():
-    x, y = load_mnist(REAL / "mnist")
+def test_real_mnist_via_hamlib_data(monkeypatch):
+    monkeypatch.setenv("HAMLIB_DATA", str(REAL))
+    x, y = load_mnist()
     assert x.shape == (10000, 32, 32, 3) and sorted(set(y.tolist())) == list(range(10))
+    for f in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):     # the offline copy is the official one
+        assert hashlib.md5((REAL / "mnist" / f).read_bytes()).hexdigest() == gd.MNIST_MD5[f]
 
 
 @pytest.mark.skipif(not (REAL / "cifar10-jpg.tar.gz").exists(), reason="no offline CIFAR-10 copy")
-def test_real_cifar10_test_split():
-    x, y = load_cifar10(REAL / "cifar10-jpg.tar.gz", "test")  # uses data/cache after the first decode
+def test_real_cifar10_test_split_via_hamlib_data(monkeypatch, tmp_path):
+    monkeypatch.setenv("HAMLIB_DATA", str(REAL))
+    x, y = load_cifar10(None, "test", cache_dir=tmp_path)
     assert x.shape == (10000, 32, 32, 3) and np.bincount(y).tolist() == [1000] * 10
+    assert len(list(tmp_path.glob("cifar10-test-*.npz"))) == 1
+    x2, _ = load_cifar10(None, "test", cache_dir=tmp_path)                   # from the cache
+    np.testing.assert_array_equal(x, x2)
+
+
+# ----------------------------------------------------------------------------------------- official batches
+def _batches(n_train: int = 4, n_test: int = 3, seed: int = 0, protocol: int = 2) -> dict:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        n = n_test if name == "test_batch" else n_train
+        out[name] = pickle.dumps({b"batch_label": name.encode(), b"labels": rng.integers(0, 10, n).tolist(),
+                                  b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                                  b"filenames": [b"x.png"] * n}, protocol=protocol)
+    return out
+
+
+def _official_tar(path: Path, batches: dict) -> Path:
+    with tarfile.open(path, "w:gz") as t:
+        for name, raw in batches.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(raw)
+            t.addfile(info, io.BytesIO(raw))
+    return path
+
+
+def _expected(batches: dict, split: str):
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    ds = [pickle.loads(batches[n], encoding="bytes") for n in names]
+    x = np.concatenate([d[b"data"] for d in ds]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return x, np.concatenate([d[b"labels"] for d in ds])
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_official_tarball_and_folder(tmp_path, protocol):
+    b = _batches(protocol=protocol)
+    tar = _official_tar(tmp_path / "cifar-10-python.tar.gz", b)
+    for split, n in (("train", 20), ("test", 3)):
+        x, y = load_cifar10(tmp_path, split, cache_dir="")                  # a data folder holding the tarball
+        ex, ey = _expected(b, split)
+        assert x.shape == (n, 32, 32, 3) and x.dtype == np.uint8
+        np.testing.assert_array_equal(x, ex)
+        np.testing.assert_array_equal(y, ey)
+    folder = tmp_path / "ex" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name, raw in b.items():
+        (folder / name).write_bytes(raw)
+    np.testing.assert_array_equal(load_cifar10(folder, "test", cache_dir="")[0], _expected(b, "test")[0])
+    np.testing.assert_array_equal(load_cifar10(tar, "test", cache_dir="")[0], _expected(b, "test")[0])
+
+
+class _Exploit:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
+
+
+def test_malicious_batch_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned.txt"
+    evil = pickle.dumps({b"data": _Exploit(marker), b"labels": [0]}, protocol=2)
+    assert pickle.loads(evil, encoding="bytes") and marker.exists()          # plain pickle would run it ...
+    marker.unlink()
+    b = _batches()
+    b["test_batch"] = evil
+    _official_tar(tmp_path / "cifar-10-python.tar.gz", b)
+    with pytest.raises(ValueError, match="refusing to load global .*exec"):
+        load_cifar10(tmp_path, "test", cache_dir="")
+    assert not marker.exists()                                                # ... the loader does not
+    with pytest.raises(pickle.UnpicklingError, match="object arrays"):
+        restricted_unpickle(pickle.dumps(np.array([1, "a"], dtype=object), protocol=2))
+    with pytest.raises(pickle.UnpicklingError, match="os.system"):
+        restricted_unpickle(b"cos\nsystem\n(S'true'\ntR.")
+
+
+def test_download_official_tarball(tmp_path, monkeypatch):
+    b = _batches()
+    src = _official_tar(tmp_path / "src.tar.gz", b)
+    monkeypatch.setattr(gd, "CIFAR10_URL", (tmp_path / "host-down.tar.gz").as_uri())
+    monkeypatch.setattr(gd, "CIFAR10_MIRRORS", (src.as_uri(),))
+    monkeypatch.setattr(gd, "CIFAR10_MD5", hashlib.md5(src.read_bytes()).hexdigest())
+    monkeypatch.setenv("HAMLIB_DATA", str(tmp_path / "data"))
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        load_cifar10()
+    x, y = load_cifar10(split="test", download=True, progress=False)
+    np.testing.assert_array_equal(x, _expected(b, "test")[0])
+    assert (tmp_path / "data" / "cifar-10-python.tar.gz").is_file()
+    assert list((tmp_path / "data" / "cache").glob("cifar10-test-*.npz"))
+
+
+def test_download_with_wrong_checksum_leaves_nothing(tmp_path, monkeypatch):
+    src = _official_tar(tmp_path / "src.tar.gz", _batches())
+    monkeypatch.setattr(gd, "CIFAR10_URL", src.as_uri())
+    with pytest.raises(DownloadError, match="md5 mismatch"):
+        load_cifar10(tmp_path / "data", "test", download=True, progress=False)
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+# ----------------------------------------------------------------------------------------- cache
+def test_cache_is_keyed_by_content_not_name(tmp_path):
+    """Old behaviour: a different tarball under the same name silently loaded the first one's cached arrays."""
+    p = tmp_path / "c.tar.gz"
+    _write_tar(p, n_per_class=2)
+    assert len(load_cifar10(p, "test", cache_dir=tmp_path / "cache")[0]) == 6
+    _write_tar(p, n_per_class=1)
+    assert len(load_cifar10(p, "test", cache_dir=tmp_path / "cache")[0]) == 3
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+
+
+def test_partial_cache_file_is_rebuilt(tmp_path):
+    p = tmp_path / "c.tar.gz"
+    x = _write_tar(p)
+    load_cifar10(p, "test", cache_dir=tmp_path / "cache")
+    (key,) = (tmp_path / "cache").glob("*.npz")
+    key.write_bytes(key.read_bytes()[:100])                                   # what a non-atomic kill left
+    with pytest.warns(UserWarning, match="unreadable cache"):
+        imgs, _ = load_cifar10(p, "test", cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(imgs, x)
+    np.testing.assert_array_equal(load_cifar10(p, "test", cache_dir=tmp_path / "cache")[0], x)
+
+
+_KILLER = """
+import os, signal, sys
+import numpy as np
+import hamlib.gan.data as gd
+real = np.savez
+def dying(f, **kw):
+    f.write(b"PK\\x03\\x04 half an npz")
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+gd.np.savez = dying
+gd.load_cifar10(sys.argv[1], "test", cache_dir=sys.argv[2])
+"""
+
+
+def test_kill_during_cache_write_never_breaks_later_runs(tmp_path):
+    p = tmp_path / "c.tar.gz"
+    x = _write_tar(p)
+    cache = tmp_path / "cache"
+    r = subprocess.run([sys.executable, "-c", _KILLER, str(p), str(cache)], capture_output=True, timeout=120,
+                       cwd=tmp_path)
+    assert r.returncode == -9, r.stderr.decode()[-2000:]
+    assert list(cache.glob("*.npz")) == [] and len(list(cache.glob(".*.tmp-*"))) == 1  # only a temp file
+    imgs, _ = load_cifar10(p, "test", cache_dir=cache)
+    np.testing.assert_array_equal(imgs, x)
+    assert len(list(cache.glob("*.npz"))) == 1 and list(cache.glob(".*.tmp-*")) == []   # leftover cleaned
+
+
+# ----------------------------------------------------------------------------------------- MNIST download
+def test_mnist_download_from_mirrors_with_md5(tmp_path, monkeypatch):
+    host = tmp_path / "host"
+    host.mkdir()
+    imgs = np.random.default_rng(1).integers(0, 256, (3, 28, 28)).astype(np.uint8)
+    files = {"t10k-images-idx3-ubyte.gz": _idx(imgs), "t10k-labels-idx1-ubyte.gz": _idx(np.arange(3))}
+    for n, raw in files.items():
+        (host / n).write_bytes(raw)
+    monkeypatch.setattr(gd, "MNIST_MIRRORS", ((tmp_path / "refuses").as_uri() + "/", host.as_uri() + "/"))
+    monkeypatch.setattr(gd, "MNIST_MD5", {n: hashlib.md5(r).hexdigest() for n, r in files.items()})
+    monkeypatch.setenv("HAMLIB_DATA", str(tmp_path / "data"))
+    x, y = load_mnist(download=True, progress=False)
+    np.testing.assert_array_equal(x[:, 2:30, 2:30, 0], imgs)
+    assert (tmp_path / "data" / "mnist" / "t10k-labels-idx1-ubyte.gz").is_file()
+    monkeypatch.setattr(gd, "MNIST_MD5", {n: "0" * 32 for n in files})
+    with pytest.raises(DownloadError, match="md5 mismatch"):
+        load_mnist(tmp_path / "other", download=True, progress=False)
+    assert list((tmp_path / "other").iterdir()) == []
+
+
+def test_no_package_relative_paths():
+    src = Path(gd.__file__).read_text()
+    for bad in ("REPO_ROOT", "__file__", "shared/data", "site-packages"):
+        assert bad not in src, bad
