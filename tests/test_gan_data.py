@@ -111,6 +111,7 @@ def test_real_mnist_via_hamlib_data(monkeypatch):
     monkeypatch.setenv("HAMLIB_DATA", str(REAL))
     x, y = load_mnist()
     assert x.shape == (10000, 32, 32, 3) and sorted(set(y.tolist())) == list(range(10))
+    np.testing.assert_array_equal(load_mnist(REAL)[1], y)                    # a data folder holding mnist/
     for f in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):     # the offline copy is the official one
         assert hashlib.md5((REAL / "mnist" / f).read_bytes()).hexdigest() == gd.MNIST_MD5[f]
 

@@ -345,3 +345,4 @@ def test_full_scan_finds_bad_labels_quick_scan_does_not(tmp_path):
 def test_real_camvid_through_hamlib_data(monkeypatch):
     monkeypatch.setenv("HAMLIB_DATA", str(REAL))
     assert len(CamVid(split="val")) == 101
+    assert len(CamVid(REAL, "test")) == 233                                  # a data folder holding camvid/

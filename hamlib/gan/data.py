@@ -338,7 +338,8 @@ def load_mnist(root: Optional[os.PathLike] = None, split: str = "test", *, downl
     """MNIST from the original IDX ``.gz`` files, padded to 32x32 and repeated to 3 channels: (N, 32, 32, 3).
 
     Args:
-        root: folder of the ``.gz`` files; None: ``data_root("mnist")``.
+        root: folder of the ``.gz`` files (downloads go there), or a data folder holding ``mnist/``; None:
+            ``data_root("mnist")``.
         split: ``"test"`` (10,000 digits, ``t10k-*``) or ``"train"`` (60,000).
         download: fetch missing files from ``MNIST_MIRRORS`` (MD5-verified; a wrong file is never kept).
         progress: byte counter while downloading.
@@ -346,7 +347,10 @@ def load_mnist(root: Optional[os.PathLike] = None, split: str = "test", *, downl
     _check_split(split)
     prefix = "train" if split == "train" else "t10k"
     root = Path(root) if root is not None else data_root("mnist")
-    files = [root / f"{prefix}-images-idx3-ubyte.gz", root / f"{prefix}-labels-idx1-ubyte.gz"]
+    names = [f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"]
+    if not (root / names[0]).is_file() and (root / "mnist" / names[0]).is_file():
+        root = root / "mnist"  # a data folder holding mnist/ (e.g. $HAMLIB_DATA itself)
+    files = [root / n for n in names]
     for f in files:
         if not f.is_file() and download:
             urls = [m + f.name for m in MNIST_MIRRORS]

@@ -306,8 +306,8 @@ class CamVid(SegDataset):
     """CamVid, 11-class SegNet split: 367 train, 101 val, 233 test images at 360x480; label 11 is ignored.
 
     Args:
-        root (path, optional): folder holding ``train.txt``, ``train/``, ``trainannot/`` (and val, test);
-            default ``data_root("camvid")``.
+        root (path, optional): folder holding ``train.txt``, ``train/``, ``trainannot/`` (and val, test), or a
+            data folder holding such a ``camvid/``; default ``data_root("camvid")``.
         split (str): ``"train"``, ``"val"``, ``"test"`` or ``"trainval"``.
         transform (callable, optional): applied to (image, label).
         download (bool): fetch the SegNet tutorial archive from GitHub (``url``) when ``root`` has no
@@ -323,6 +323,8 @@ class CamVid(SegDataset):
         _check_choice(split, "split", _SPLITS_CAMVID)
         _check_limit(limit)
         root = Path(root) if root is not None else data_root("camvid")
+        if not (root / "train.txt").is_file() and (root / "camvid" / "train.txt").is_file():
+            root = root / "camvid"  # a data folder holding camvid/ (e.g. $HAMLIB_DATA itself)
         if download and not (root / "train.txt").is_file():
             _fetch_camvid(root, url, progress)
         _need_dir(root, "CamVid", f"Pass download=True when online (it fetches {url}), or set HAMLIB_DATA to a "
