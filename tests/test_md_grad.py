@@ -64,7 +64,8 @@ def test_forward_values_do_not_depend_on_grad_mode(method):
     ham, x, bases, _ = _setup(method)
     a = ham(x, bases)
     ham.grad = "bptt"
-    torch.testing.assert_close(ham(x, bases), a, rtol=0, atol=0)
+    # one-step runs the fast form (C as R x N, in place), BPTT the step functions: equal to float64 rounding
+    torch.testing.assert_close(ham(x, bases), a, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -35,6 +35,8 @@ def _cos(a, b):
 
 # NMF's Jacobian has spectral radius close to 1 (the scaling D diag(s), C diag(1/s) is a family of fixed points),
 # so the Neumann series converges slowly and the default cap of 200 terms leaves a ~1e-4 relative error.
+# ... and the backward reports that with an ImplicitGradientWarning (relative change ~2e-5 > tol 1e-6), expected here.
+@pytest.mark.filterwarnings("ignore::hamlib.md.implicit.ImplicitGradientWarning")
 @pytest.mark.parametrize("method,steps,rel", [("nmf", 1000, 1e-3), ("vq", 300, 1e-5), ("cd", 300, 1e-5)])
 def test_implicit_matches_finite_differences_at_fixed_point(method, steps, rel):
     x, bases, w = _problem(method)
@@ -69,7 +71,8 @@ def test_implicit_forward_equals_one_step_forward(method):
     xr = x.clone().requires_grad_(True)
     a = solve(xr, bases, method=method, steps=4, grad="implicit", inv_t=INV_T).recon
     b = solve(x, bases, method=method, steps=4, grad="one-step", inv_t=INV_T).recon
-    torch.testing.assert_close(a.detach(), b, rtol=0, atol=0)
+    # one-step without a trace runs the fast form (C as R x N, in place): equal to float64 rounding
+    torch.testing.assert_close(a.detach(), b, rtol=1e-12, atol=1e-14)
 
 
 def test_implicit_without_grad_returns_detached_state():
@@ -94,10 +97,15 @@ def test_neumann_reports_non_convergence_and_rejects_bad_max_iter():
 
 
 def test_module_accepts_implicit_and_trains():
+    """Where the solver reaches its fixed point and J contracts (CD, inv_t=5, K=60) the module trains silently."""
+    import warnings
     torch.manual_seed(0)
-    ham = hamlib.Hamburger(8, ham_channels=8, md="nmf", R=3, grad="implicit", norm="none")
+    ham = hamlib.Hamburger(8, ham_channels=8, md="cd", R=3, grad="implicit", norm="none", inv_t=5.0,
+                           train_steps=60, implicit_on_fail="raise")
     z = torch.randn(2, 8, 4, 4)
-    ham(z).square().mean().backward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ham(z).square().mean().backward()
     grads = [p.grad for p in ham.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)

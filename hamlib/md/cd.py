@@ -13,6 +13,10 @@ The final coefficients are the least-squares fit with a ridge term beta::
     C = (D^T D + beta I)^-1 D^T X                # coef = X^T D (D^T D + beta I)^-1
 
 Coefficients are stored transposed, ``coef`` = C^T of shape (B*S, N, R).
+
+:func:`cd_iterate` and :func:`cd_final_rn` are the fast form run by
+:func:`hamlib.md.solve` without a trace: X_hat computed once, no unused initial
+softmax, C kept as (B*S, R, N).
 """
 from __future__ import annotations
 
@@ -22,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .vq import vq_init_bases
+from .vq import soft_assign_rn, vq_init_bases
 
-__all__ = ["EPS", "cd_init_bases", "cd_step", "cd_final", "cd_objective"]
+__all__ = ["EPS", "cd_init_bases", "cd_step", "cd_final", "cd_objective", "cd_iterate", "cd_final_rn"]
 
 EPS = 1e-6
 
@@ -58,3 +62,29 @@ def cd_objective(x: Tensor, bases: Tensor, coef: Optional[Tensor], beta: float) 
     """Reconstruction error ||X - D C_ridge||_F^2 if the solve stopped at these bases; shape (B*S,)."""
     c = cd_final(x, bases, None, beta)
     return (x - torch.bmm(bases, c.transpose(1, 2))).pow(2).sum(dim=(1, 2))
+
+
+def cd_iterate(x: Tensor, bases: Tensor, steps: int, inv_t: float) -> tuple[Tensor, Optional[Tensor]]:
+    """``steps`` spherical k-means iterations without autograd; equal to ``steps`` x :func:`cd_step`.
+
+    Shapes: x (B*S, D, N), bases (B*S, D, R) -> ``(bases, coef_rn)`` with bases (B*S, D, R) (unit columns)
+    and the last assignment normalised over N, (B*S, R, N) (``None`` when ``steps`` is 0).
+    """
+    coef = None
+    with torch.no_grad():
+        if steps > 0:
+            x_hat = F.normalize(x, dim=1)                                # (B*S, D, N), computed once
+        for _ in range(steps):
+            coef = soft_assign_rn(x_hat, bases, inv_t)                   # (B*S, R, N)
+            coef.div_(coef.sum(dim=2, keepdim=True).add_(EPS))           # normalise over N
+            bases = F.normalize(torch.bmm(x, coef.transpose(1, 2)), dim=1, eps=EPS)  # (B*S, D, R)
+    return bases, coef
+
+
+def cd_final_rn(x: Tensor, bases: Tensor, beta: float) -> Tensor:
+    """:func:`cd_final` in the (B*S, R, N) orientation: C = (D^T D + beta I)^-1 D^T X, shape (B*S, R, N)."""
+    R = bases.shape[-1]
+    bt = bases.transpose(1, 2)                                           # (B*S, R, D)
+    gram = torch.bmm(bt, bases)                                          # (B*S, R, R)
+    eye = torch.eye(R, device=bases.device, dtype=bases.dtype)
+    return torch.linalg.solve(gram + beta * eye, torch.bmm(bt, x))       # (B*S, R, N)

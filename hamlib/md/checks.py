@@ -3,13 +3,20 @@
 Every check raises a :class:`ValueError` whose message names the argument, what
 was expected and what was received, so that a student's mistake surfaces at the
 call site instead of as a shape error deep inside ``torch.bmm``.
+
+Shape checks are free (Python only). Value checks (finite, non-negative) read
+one ``aminmax`` pass of the tensor and bring two numbers per matrix back to the
+host; the modules run them only where that costs nothing that matters (eval and
+the first training forward, see ``check_inputs`` on
+:class:`hamlib.md.MatrixDecomposition2D`).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["check_positive_int", "check_feature_map", "check_matrix", "check_bases", "check_finite", "check_nonnegative"]
+__all__ = ["check_positive_int", "check_feature_map", "check_matrix", "check_bases", "check_finite", "check_nonnegative",
+           "check_range", "check_values"]
 
 
 def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
@@ -57,16 +64,47 @@ def check_bases(bases: object, BS: int, D: int, R: int) -> Tensor:
     return bases
 
 
+def check_range(name: str, lo: Tensor, hi: Tensor, shape: tuple, *, nonnegative: bool = False, hint: str = "",
+                source: Tensor | None = None) -> None:
+    """Raise if the per-matrix minima ``lo`` and maxima ``hi`` reveal NaN/inf or (``nonnegative``) a negative entry.
+
+    Args:
+        name: the argument's name for the message.
+        lo, hi: the minima and maxima of ``aminmax`` (any shape; NaN propagates into them).
+        shape: the checked tensor's shape, for the message.
+        nonnegative: also require min >= 0.
+        hint: appended to the non-negativity message.
+        source: the checked tensor, used only to count the bad entries once an error is certain.
+    """
+    lo, hi = lo.detach(), hi.detach()
+    if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all()):
+        n_bad = "some" if source is None else int((~torch.isfinite(source.detach())).sum())
+        raise ValueError(f"{name} must be finite; got {n_bad} NaN/inf value(s) in a tensor of shape {tuple(shape)}")
+    if nonnegative:
+        m = float(lo.min())
+        if m < 0:
+            raise ValueError(f"{name} must be non-negative (all entries >= 0); got min value {m:.4g}.{hint}")
+
+
+def check_values(name: str, t: Tensor, *, nonnegative: bool = False, hint: str = "") -> None:
+    """One ``aminmax`` pass over ``t``: raise unless it is finite (and non-negative if asked)."""
+    flat = t.detach().reshape(-1)
+    if flat.numel() == 0:
+        return
+    lo, hi = flat.aminmax()
+    check_range(name, lo, hi, tuple(t.shape), nonnegative=nonnegative, hint=hint, source=t)
+
+
 def check_finite(name: str, t: Tensor) -> None:
     """Raise if ``t`` holds NaN or inf (a silent NaN would propagate through every iteration)."""
-    t = t.detach()
-    if not bool(torch.isfinite(t).all()):
-        n_bad = int((~torch.isfinite(t)).sum())
-        raise ValueError(f"{name} must be finite; got {n_bad} NaN/inf value(s) in a tensor of shape {tuple(t.shape)}")
+    check_values(name, t)
 
 
 def check_nonnegative(name: str, t: Tensor, hint: str = "") -> None:
     """Raise if ``t`` has a negative entry (NMF is only defined for non-negative data)."""
-    m = float(t.detach().min())
+    flat = t.detach().reshape(-1)
+    if flat.numel() == 0:
+        return
+    m = float(flat.min())
     if m < 0:
         raise ValueError(f"{name} must be non-negative (all entries >= 0); got min value {m:.4g}.{hint}")

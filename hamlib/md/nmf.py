@@ -13,6 +13,13 @@ both denominators::
 
 Each update is a majorise-minimise step, so ||X - D C||_F^2 never increases
 (up to the eps). The final step is one more C update from the last bases.
+
+The step functions above are the readable form (one line per rule, the layout
+of the official code). :func:`nmf_iterate` and :func:`nmf_final_rn` are the fast
+form that :func:`hamlib.md.solve` runs when no trace is requested: the same
+arithmetic with C kept in the paper's orientation (B*S, R, N), so that every
+product reads the data X contiguously, the initial logits D^T X reused as the
+first numerator, and in-place updates into preallocated products.
 """
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["EPS", "nmf_init_bases", "nmf_init_coef", "nmf_coef_update", "nmf_bases_update", "nmf_step", "nmf_final",
-           "nmf_objective"]
+           "nmf_objective", "nmf_iterate", "nmf_final_rn"]
 
 EPS = 1e-6  # added to both multiplicative-update denominators, as in the official solver
 
@@ -88,3 +95,46 @@ def nmf_objective(x: Tensor, bases: Tensor, coef: Tensor) -> Tensor:
     """Squared Frobenius error ||X - D C||_F^2 of the current factors, one value per matrix: shape (B*S,)."""
     residual = x - torch.bmm(bases, coef.transpose(1, 2))  # (B*S, D, R) @ (B*S, R, N) -> (B*S, D, N)
     return residual.pow(2).sum(dim=(1, 2))
+
+
+def nmf_iterate(x: Tensor, bases: Tensor, steps: int) -> tuple[Tensor, Tensor]:
+    """Initial coefficients and ``steps`` iterations without autograd, C in the paper's (R x N) orientation.
+
+    The same rules as :func:`nmf_init_coef` then ``steps`` x :func:`nmf_step` (equal to float rounding):
+    D^T X of the initialisation is the first C-update numerator (D has not moved yet), C is updated in
+    place, and the products are written into buffers allocated once.
+
+    Args:
+        x: (B*S, D, N) non-negative data.
+        bases: (B*S, D, R) non-negative initial bases (not modified).
+        steps: iterations K >= 0.
+    Returns:
+        ``(bases, coef_rn)``: D_K of shape (B*S, D, R) and C_K of shape (B*S, R, N) (C, not C^T).
+    """
+    with torch.no_grad():
+        num = torch.bmm(bases.transpose(1, 2), x)           # D^T X: (B*S, R, D) @ (B*S, D, N) -> (B*S, R, N)
+        coef = torch.softmax(num, dim=1)                     # softmax over R, (B*S, R, N)
+        den = torch.empty_like(coef)                         # (B*S, R, N), reused every iteration
+        for k in range(steps):
+            if k > 0:
+                torch.bmm(bases.transpose(1, 2), x, out=num)                 # D^T X, (B*S, R, N)
+            gram = torch.bmm(bases.transpose(1, 2), bases)                   # D^T D, (B*S, R, R)
+            torch.bmm(gram, coef, out=den)                                   # D^T D C, (B*S, R, N)
+            coef.mul_(num).div_(den.add_(EPS))                               # C <- C * D^T X / (D^T D C + eps)
+            numerator = torch.bmm(x, coef.transpose(1, 2))                   # X C^T: (B*S, D, N) @ (B*S, N, R)
+            cct = torch.bmm(coef, coef.transpose(1, 2))                      # C C^T, (B*S, R, R)
+            bases = bases * numerator / torch.bmm(bases, cct).add_(EPS)      # D <- D * X C^T / (D C C^T + eps)
+    return bases, coef
+
+
+def nmf_final_rn(x: Tensor, bases: Tensor, coef_rn: Tensor) -> Tensor:
+    """:func:`nmf_final` with C in the (B*S, R, N) orientation: C * (D^T X) / (D^T D C + eps).
+
+    This is the step that carries gradient (to ``x``; and to ``bases``/``coef_rn`` if they require it).
+    Shapes: x (B*S, D, N), bases (B*S, D, R), coef_rn (B*S, R, N) -> (B*S, R, N).
+    """
+    numerator = torch.bmm(bases.transpose(1, 2), x)                                   # (B*S, R, N)
+    denominator = torch.bmm(torch.bmm(bases.transpose(1, 2), bases), coef_rn)         # (B*S, R, R) @ (B*S, R, N)
+    if not torch.is_grad_enabled() or not (x.requires_grad or bases.requires_grad or coef_rn.requires_grad):
+        return numerator.mul_(coef_rn).div_(denominator.add_(EPS))                    # inference: in place
+    return coef_rn * numerator / (denominator + EPS)

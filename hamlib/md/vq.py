@@ -11,6 +11,12 @@ bases (centres) by a softmax over cosine similarities at inverse temperature
 As T -> 0 the softmax becomes an argmax and this is spherical k-means'
 assignment followed by a Lloyd mean update. Coefficients are stored transposed,
 ``coef`` = C^T of shape (B*S, N, R).
+
+:func:`vq_iterate` and :func:`vq_final_rn` are the fast form that
+:func:`hamlib.md.solve` runs when no trace is requested: the unit pixels X_hat are
+computed once (they do not change between iterations), the initial softmax that
+no step reads is skipped, and C is kept as (B*S, R, N) so that X is read
+contiguously.
 """
 from __future__ import annotations
 
@@ -20,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["EPS", "vq_init_bases", "vq_assign", "vq_step", "vq_final", "vq_objective"]
+__all__ = ["EPS", "vq_init_bases", "vq_assign", "vq_step", "vq_final", "vq_objective", "vq_iterate", "vq_final_rn",
+           "soft_assign_rn"]
 
 EPS = 1e-6
 
@@ -74,3 +81,53 @@ def vq_objective(x: Tensor, bases: Tensor, coef: Optional[Tensor], inv_t: float)
     """Reconstruction error ||X - D C_final||_F^2 if the solve stopped at these bases; shape (B*S,)."""
     c = vq_final(x, bases, None, inv_t)
     return (x - torch.bmm(bases, c.transpose(1, 2))).pow(2).sum(dim=(1, 2))
+
+
+def soft_assign_rn(x_hat: Tensor, bases: Tensor, inv_t: float) -> Tensor:
+    """softmax over R of inv_t * D^T X_hat, in the (B*S, R, N) orientation (no autograd; in place).
+
+    Shapes: x_hat (B*S, D, N), bases (B*S, D, R) -> (B*S, R, N), each column summing to 1.
+    """
+    logits = torch.bmm(bases.transpose(1, 2), x_hat)    # (B*S, R, D) @ (B*S, D, N) -> (B*S, R, N)
+    return torch.softmax(logits.mul_(inv_t), dim=1)
+
+
+def vq_iterate(x: Tensor, bases: Tensor, steps: int, inv_t: float, x_norm: Optional[Tensor] = None
+               ) -> tuple[Tensor, Tensor]:
+    """``steps`` soft k-means iterations without autograd; equal to ``steps`` x :func:`vq_step`.
+
+    Args:
+        x: (B*S, D, N) data.
+        bases: (B*S, D, R) initial centres.
+        steps: iterations K >= 0.
+        inv_t: inverse temperature.
+        x_norm: optional precomputed pixel norms ||x_n||, shape (B*S, 1, N).
+    Returns:
+        ``(bases, coef_rn)``: bases (B*S, D, R) and the last assignment normalised over N, (B*S, R, N)
+        (``None`` when ``steps`` is 0: no step ran and no step reads it).
+    """
+    coef = None
+    with torch.no_grad():
+        if steps > 0:
+            if x_norm is None:
+                x_norm = x.norm(dim=1, keepdim=True)                    # (B*S, 1, N)
+            x_hat = x / x_norm.clamp_min(1e-12)                          # = F.normalize(x, dim=1), computed once
+        for _ in range(steps):
+            coef = soft_assign_rn(x_hat, F.normalize(bases, dim=1, eps=EPS), inv_t)   # (B*S, R, N)
+            coef.div_(coef.sum(dim=2, keepdim=True).add_(EPS))           # normalise over N
+            bases = torch.bmm(x, coef.transpose(1, 2))                   # X C^T: (B*S, D, N) @ (B*S, N, R)
+    return bases, coef
+
+
+def vq_final_rn(x: Tensor, bases: Tensor, inv_t: float, x_norm: Optional[Tensor] = None) -> Tensor:
+    """:func:`vq_final` in the (B*S, R, N) orientation; the step that carries gradient.
+
+    ``x_norm`` (B*S, 1, N) may be passed when already computed; it is treated as a constant either way.
+    """
+    if x_norm is None:
+        with torch.no_grad():
+            x_norm = x.norm(dim=1, keepdim=True)   # (B*S, 1, N)
+    x_hat = x / (EPS + x_norm)                     # (B*S, D, N)
+    d_hat = F.normalize(bases, dim=1, eps=EPS)     # (B*S, D, R)
+    cos = torch.bmm(d_hat.transpose(1, 2), x_hat)  # (B*S, R, D) @ (B*S, D, N) -> (B*S, R, N)
+    return F.softmax(inv_t * cos, dim=1)
