@@ -124,6 +124,9 @@ def test_ratios_pair_the_rounds_and_markdown_shows_them():
     q = ratios(rows)[0]
     assert q["macs"] == 4 and q["train_time"] == 5 and q["train_memory"] == 4
     assert q["train_time_iqr"] == [5.0, 5.0]          # every round: SA took 5x the Hamburger's time
+    drift = [_row("ham-nmf", 10, 2.0, [1.0, 4.0, 2.0]), _row("sa", 40, 8.0, [3.0, 12.0, 3.0])]
+    q = ratios(drift)[0]                               # rounds 3x, 3x, 1.5x: median 3, not 3 / 2 = 1.5
+    assert q["train_time"] == 3.0 and q["train_time_of_medians"] == 1.5 and q["train_time_iqr"] == [2.25, 3.0]
     md = markdown_table(rows)
     assert "| sa | 1×4×8×8 |" in md and "5.00× [5.00, 5.00]" in md and "interleaved" in md
     alone = [_row("ham-nmf", 10, 2.0, [1.0], "alone"), _row("sa", 40, 8.0, [5.0], "alone")]
@@ -199,3 +202,19 @@ def test_cli_rejects_bad_values(capsys):
         assert "error" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="max-load"):
         main(["--max-load", "-1"])
+
+
+def test_cli_resume_adds_sizes_and_refuses_other_settings(tmp_path):
+    j, m = tmp_path / "b.json", tmp_path / "b.md"
+    args = ["--modules", "ham-nmf", "sa", "--C", "8", "--d", "8", "--r", "2", "--K", "1", "--repeats", "1",
+            "--warmup", "0", "--no-subprocess", "--max-load", "1000", "--json", str(j), "--md", str(m), "--resume"]
+    assert main(["--sizes", "4", *args]) == 0
+    first = json.loads(j.read_text())
+    assert main(["--sizes", "4", "6", *args]) == 0
+    data = json.loads(j.read_text())
+    assert [(r["module"], r["size"]) for r in data["results"]] == [("ham-nmf", 4), ("sa", 4), ("ham-nmf", 6),
+                                                                   ("sa", 6)]
+    assert data["results"][:2] == first["results"]            # size 4 kept, not re-measured
+    assert [t["size"] for t in data["timing"]] == [4, 4, 6, 6]
+    with pytest.raises(SystemExit, match="settings"):
+        main(["--sizes", "8", *args[:3], "--C", "16", *args[5:]])

@@ -48,6 +48,19 @@ def _nonneg_int(text: str) -> int:
     return v
 
 
+def _previous(path: Path, settings: dict) -> dict | None:
+    """The results in ``path`` if it exists; refuse (SystemExit) when they were measured with other settings."""
+    if not path.exists():
+        return None
+    from ..train.provenance import read_json
+
+    old = read_json(path)
+    if old.get("settings") != settings:
+        raise SystemExit(f"--resume: {path} was measured with settings {old.get('settings')}, not {settings}; "
+                         f"use another --json or drop --resume")
+    return old
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m hamlib.bench", description=__doc__.splitlines()[0],
                                 epilog="Exit status 3: the machine was busy (see --max-load).")
@@ -75,6 +88,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="write the markdown even when the machine was busy (it then starts with a warning)")
     p.add_argument("--json", type=Path, default=Path("bench.json"), help="output JSON path")
     p.add_argument("--md", type=Path, default=Path("bench.md"), help="output markdown path")
+    p.add_argument("--resume", action="store_true",
+                   help="add to an existing --json measured with the same settings: sizes already in it are "
+                        "kept, the others are measured (so a long sweep can run in chunks)")
     p.add_argument("--plot", type=Path, default=None, help="also save time and memory against n (needs matplotlib)")
     p.add_argument("--note", default="", help="free text stored in the provenance (e.g. 'shared CPU')")
     p.add_argument("--_child", help=argparse.SUPPRESS)
@@ -106,9 +122,23 @@ def main(argv: list[str] | None = None) -> int:
     if threads:
         torch.set_num_threads(threads)
     started = time.time()
-    bench = run_bench(args.modules, cfg["sizes"], C=cfg["C"], d=cfg["d"], r=cfg["r"], K=cfg["K"], B=args.batch,
-                      device=str(device), warmup=cfg["warmup"], repeats=cfg["repeats"], threads=threads,
-                      subprocess=False if args.no_subprocess else None)
+    settings = {"modules": list(args.modules), "C": cfg["C"], "d": cfg["d"], "r": cfg["r"], "K": cfg["K"],
+                "B": args.batch, "device": str(device), "warmup": cfg["warmup"], "repeats": cfg["repeats"],
+                "threads": threads}
+    old = _previous(args.json, settings) if args.resume else None
+    done = {r["size"] for r in old["results"]} if old else set()
+    sizes = [s for s in cfg["sizes"] if s not in done]
+    bench = {"results": [], "timing": []}
+    if sizes:
+        bench = run_bench(args.modules, sizes, C=cfg["C"], d=cfg["d"], r=cfg["r"], K=cfg["K"], B=args.batch,
+                          device=str(device), warmup=cfg["warmup"], repeats=cfg["repeats"], threads=threads,
+                          subprocess=False if args.no_subprocess else None)
+    if old:
+        print(f"resumed {args.json}: kept sizes {sorted(done)}, measured {sizes}")
+        bench = {"results": sorted(old["results"] + bench["results"], key=lambda r: r["size"]),
+                 "timing": sorted(old["timing"] + bench["timing"], key=lambda t: t["size"])}
+        started -= old["provenance"].get("wall_time_s", 0.0)
+    bench["settings"] = settings
     data = write_reports(bench, args.json, args.md, device=str(device), preset=preset, started=started,
                          note=args.note, max_load=args.max_load, allow_busy=args.allow_busy)
     print(markdown_table(data["results"], data["provenance"], data["load"]))

@@ -117,8 +117,10 @@ def _q(values: list[float], q: float) -> float:
 def ratios(results: list[dict], ham: str = "ham-nmf", sa: str = "sa") -> list[dict]:
     """``sa`` / ``ham`` ratios (MACs, time, memory) per spatial size; ``sa`` may name any module.
 
-    Time ratios are ratios of medians; where both modules were timed interleaved in the same rounds,
-    ``train_time_iqr`` / ``infer_time_iqr`` give the quartiles of the per-round ratios (the spread).
+    Where both modules were timed interleaved in the same rounds, ``train_time`` / ``infer_time`` are the
+    medians of the per-round ratios (each round's two calls ran under the same load) and ``*_time_iqr``
+    their quartiles; otherwise the ratio of the medians, without a spread. ``*_time_of_medians`` is the
+    ratio of the medians in both cases.
     """
     out = []
     by = {(r["module"], r["size"]): r for r in results}
@@ -135,10 +137,11 @@ def ratios(results: list[dict], ham: str = "ham-nmf", sa: str = "sa") -> list[di
                "infer_memory": safe(a["mem_infer_mb"], h["mem_infer_mb"])}
         for mode in ("train", "infer"):
             ta, th = a[f"{mode}_ms"], h[f"{mode}_ms"]
-            row[f"{mode}_time"] = safe(ta["median_ms"], th["median_ms"])
+            row[f"{mode}_time_of_medians"] = safe(ta["median_ms"], th["median_ms"])
             pa, ph = ta.get("times_ms") or [], th.get("times_ms") or []
             paired = (len(pa) == len(ph) > 0 and a.get("timing") == h.get("timing") == "interleaved")
             per_round = [x / y for x, y in zip(pa, ph) if y > 0] if paired else []
+            row[f"{mode}_time"] = _q(per_round, 0.5) if per_round else row[f"{mode}_time_of_medians"]
             row[f"{mode}_time_iqr"] = [_q(per_round, 0.25), _q(per_round, 0.75)] if per_round else None
         out.append(row)
     return out
@@ -199,7 +202,8 @@ def markdown_table(results: list[dict], prov: Optional[dict] = None, verdict: Op
 def write_reports(bench: dict, json_path: Path, md_path: Optional[Path], *, device: str, preset: str,
                   started: float, note: str = "", max_load: float = DEFAULT_MAX_LOAD,
                   allow_busy: bool = False) -> dict:
-    """Write ``{"provenance", "load", "publishable", "results", "timing", "ratios"}`` as JSON, and the markdown.
+    """Write ``{"provenance", "load", "publishable", "settings", "results", "timing", "ratios"}`` as JSON, and
+    the markdown.
 
     The JSON is always written (``"publishable": false`` when busy). The markdown, the file meant for the
     book, is written only when the machine was not busy, or with ``allow_busy``, and then under a warning.
@@ -208,8 +212,9 @@ def write_reports(bench: dict, json_path: Path, md_path: Optional[Path], *, devi
     prov = provenance(device=device, preset=preset, wall_time_s=time.time() - started, note=note,
                       torch_threads=verdict["torch_threads"])
     results = bench["results"]
-    data = {"provenance": prov, "load": verdict, "publishable": not verdict["busy"], "results": results,
-            "timing": bench["timing"], "ratios": {h: ratios(results, ham=h) for h in ("ham-nmf", "ham-ref")}}
+    data = {"provenance": prov, "load": verdict, "publishable": not verdict["busy"],
+            "settings": bench.get("settings"), "results": results, "timing": bench["timing"],
+            "ratios": {h: ratios(results, ham=h) for h in ("ham-nmf", "ham-ref")}}
     write_json(json_path, data)
     if md_path is not None and (allow_busy or not verdict["busy"]):
         Path(md_path).parent.mkdir(parents=True, exist_ok=True)
