@@ -151,6 +151,11 @@ def _rank_worker(rank: int, init: str, src: str, dest: str, log: str) -> None:
     m._fetch = logged
     out = m.download(src, dest, progress=False)
     assert Path(out).read_bytes() == b"payload"
+    dest2 = Path(dest).with_name("nested.bin")
+    with m.rank_zero_first() as mine:                 # the loaders' pattern: decide and download inside one block
+        if mine and not dest2.exists():
+            m.download(src, dest2, progress=False)    # nested: no second barrier, no deadlock
+    assert dest2.read_bytes() == b"payload"
     tdist.destroy_process_group()
 
 
@@ -159,7 +164,7 @@ def test_only_rank_zero_downloads_under_torchrun(tmp_path):
     log = tmp_path / "log.txt"
     mp.spawn(_rank_worker, args=((tmp_path / "pg").as_uri(), src.as_uri(), str(tmp_path / "d.bin"), str(log)),
              nprocs=2, join=True)
-    assert log.read_text().split() == ["0"]
+    assert log.read_text().split() == ["0", "0"]
 
 
 # ----------------------------------------------------------------------------------------------- extraction

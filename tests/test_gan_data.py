@@ -294,3 +294,28 @@ def test_no_package_relative_paths():
     src = Path(gd.__file__).read_text()
     for bad in ("REPO_ROOT", "__file__", "shared/data", "site-packages"):
         assert bad not in src, bad
+
+
+def test_default_cache_places(tmp_path, monkeypatch):
+    monkeypatch.delenv("HAMLIB_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    data = tmp_path / "data"
+    data.mkdir()
+    _write_tar(data / "cifar10-jpg.tar.gz", split="test")
+    monkeypatch.setenv("HAMLIB_DATA", str(data))
+    load_cifar10(split="test")
+    assert len(list((data / "cache").glob("cifar10-test-*.npz"))) == 1
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    _write_tar(ro / "cifar10-jpg.tar.gz", split="test")
+    ro.chmod(0o555)                                                           # a read-only shared copy
+    try:
+        monkeypatch.setenv("HAMLIB_DATA", str(ro))
+        load_cifar10(split="test")
+        assert not (ro / "cache").exists()
+        assert len(list((tmp_path / "xdg" / "hamlib").glob("cifar10-test-*.npz"))) == 1
+    finally:
+        ro.chmod(0o755)
+    monkeypatch.setenv("HAMLIB_CACHE", str(tmp_path / "mine"))
+    load_cifar10(split="test")
+    assert len(list((tmp_path / "mine").glob("*.npz"))) == 1

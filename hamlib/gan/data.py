@@ -17,8 +17,8 @@ or ``./data``):
 Decoded CIFAR arrays are cached as ``.npz`` files keyed by the SHA-256 of the source's bytes (a different
 tarball with the same name is never confused with a cached one) and written atomically (a temporary file,
 then a rename), so a killed run never leaves a cache that breaks the next one; an unreadable cache entry is
-rebuilt. The cache lives in ``data_root("cache")`` by default and is skipped, with a warning, where that
-folder cannot be written (e.g. a read-only copy of the data).
+rebuilt. The cache lives in ``$HAMLIB_CACHE`` if set, else ``data_root("cache")``, or ``~/.cache/hamlib`` when
+the data folder is read-only; it is skipped, with a warning, where it cannot be written.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..train.download import data_root, download as fetch_file, file_digest
+from ..train.download import data_root, download as fetch_file, file_digest, rank_zero_first
 
 __all__ = ["CIFAR10_CLASSES", "CIFAR10_URL", "CIFAR10_MD5", "CIFAR10_MIRRORS", "MNIST_MIRRORS", "MNIST_MD5",
            "load_cifar10", "load_mnist", "synthetic_shapes", "to_tensor", "sample_batch", "restricted_unpickle"]
@@ -240,6 +240,23 @@ def _cache_write(key: Path, x: np.ndarray, y: np.ndarray) -> None:
         warnings.warn(f"could not write the CIFAR-10 cache {key} ({e}); continuing without it", stacklevel=3)
 
 
+def _default_cache() -> Path:
+    """``$HAMLIB_CACHE``; else ``data_root("cache")`` unless the data folder is read-only (no write bit for anyone,
+    as a shared copy is: honoured even for root), then ``$XDG_CACHE_HOME/hamlib`` (``~/.cache/hamlib``)."""
+    env = os.environ.get("HAMLIB_CACHE", "").strip()
+    if env:
+        return Path(env).expanduser()
+    root = data_root()
+    try:
+        read_only = root.exists() and not (root.stat().st_mode & 0o222)
+    except OSError:
+        read_only = True
+    if not read_only:
+        return root / "cache"
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "hamlib"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -273,7 +290,8 @@ def load_cifar10(root: Optional[os.PathLike] = None, split: str = "train", *, do
             None: ``data_root()``.
         split: ``"train"`` (50,000 images) or ``"test"`` (10,000).
         download: fetch the official tarball (MD5-verified) into ``root`` (a folder) when nothing is found.
-        cache_dir: where decoded arrays are cached (default ``data_root("cache")``); ``""`` disables the cache.
+        cache_dir: where decoded arrays are cached; ``""`` disables the cache. Default: ``$HAMLIB_CACHE``, else
+            ``data_root("cache")``, or ``~/.cache/hamlib`` when the data folder is read-only.
         progress: byte counter while downloading.
 
     Raises:
@@ -282,17 +300,19 @@ def load_cifar10(root: Optional[os.PathLike] = None, split: str = "train", *, do
     """
     _check_split(split)
     base = Path(root) if root is not None else data_root()
-    path = _find_cifar(base)
-    if path is None and download:
-        if base.suffix in (".gz", ".tar", ".tgz"):
+    if download:
+        if base.suffix in (".gz", ".tar", ".tgz") and not base.exists():
             raise ValueError(f"root {base} looks like an archive but does not exist; pass its folder to download")
-        path = _download_cifar(base, progress)
+        with rank_zero_first() as mine:  # every rank enters; rank 0 decides and downloads
+            if mine and _find_cifar(base) is None:
+                _download_cifar(base, progress)
+    path = _find_cifar(base)
     if path is None:
         raise FileNotFoundError(f"CIFAR-10 not found in {base} (looked for {CIFAR10_ARCHIVE}, {CIFAR10_FOLDER}/ "
                                 f"and {CIFAR10_JPG}). Pass download=True when online, set HAMLIB_DATA, or pass "
                                 f"root= a folder or tarball.")
     cache = None if cache_dir is not None and str(cache_dir) == "" else \
-        (Path(cache_dir) if cache_dir is not None else data_root("cache"))
+        (Path(cache_dir) if cache_dir is not None else _default_cache())
     key = None
     if cache is not None:
         key = cache / f"cifar10-{split}-v{_CACHE_VERSION}-{_source_digest(path, split)[:32]}.npz"
@@ -351,10 +371,13 @@ def load_mnist(root: Optional[os.PathLike] = None, split: str = "test", *, downl
     if not (root / names[0]).is_file() and (root / "mnist" / names[0]).is_file():
         root = root / "mnist"  # a data folder holding mnist/ (e.g. $HAMLIB_DATA itself)
     files = [root / n for n in names]
+    if download:
+        with rank_zero_first() as mine:  # every rank enters; rank 0 decides and downloads
+            for f in files:
+                if mine and not f.is_file():
+                    urls = [m + f.name for m in MNIST_MIRRORS]
+                    fetch_file(urls[0], f, md5=MNIST_MD5[f.name], mirrors=urls[1:], progress=progress)
     for f in files:
-        if not f.is_file() and download:
-            urls = [m + f.name for m in MNIST_MIRRORS]
-            fetch_file(urls[0], f, md5=MNIST_MD5[f.name], mirrors=urls[1:], progress=progress)
         if not f.is_file():
             raise FileNotFoundError(f"MNIST file missing: expected {f}. Pass download=True when online, or set "
                                     f"HAMLIB_DATA to a folder holding mnist/.")

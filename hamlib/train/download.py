@@ -22,6 +22,7 @@ import shutil
 import stat
 import sys
 import tarfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -103,22 +104,30 @@ def _wait_group():
     return _GROUP
 
 
+_INSIDE = threading.local()  # depth of rank_zero_first blocks this thread is in (on rank 0)
+
+
 @contextmanager
 def rank_zero_first() -> Iterator[bool]:
     """Run a block on rank 0 only, then release the other ranks: ``with rank_zero_first() as mine:``.
 
     Yields True on the process that must do the work (rank 0, or the only process outside ``torchrun``)
     and False on the others, which wait at a barrier until rank 0 has left the block, even if it raised.
-    Every rank must enter the block, in the same order as its peers.
+    Every rank must enter the block, in the same order as its peers, so decide *inside* the block whether
+    there is work to do (``if mine and not done: ...``); a rank that tested "is the file there?" before
+    entering could see rank 0's finished file and skip the barrier rank 0 waits at. Blocks nest: inside
+    one, :func:`download` and further blocks run directly, with no barrier of their own.
     """
-    if not _dist_active():
+    if not _dist_active() or getattr(_INSIDE, "depth", 0):
         yield True
         return
     group = _wait_group()
     if dist.get_rank() == 0:
+        _INSIDE.depth = 1
         try:
             yield True
         finally:
+            _INSIDE.depth = 0
             dist.barrier(group=group)
     else:
         dist.barrier(group=group)
@@ -211,7 +220,8 @@ def download(url: str, dest: PathLike, *, sha256: Optional[str] = None, md5: Opt
     kill or Ctrl-C leave no file at ``dest`` and no part file behind (part files of processes that were
     killed are removed by the next call). An existing ``dest`` whose checksum matches is returned without
     downloading; one that does not match is replaced. Under ``torchrun`` only rank 0 downloads; the other
-    ranks wait at a barrier and then use its file.
+    ranks wait at a barrier and then use its file, so every rank must call it (or call it on rank 0 inside
+    a :func:`rank_zero_first` block).
 
     Args:
         url: ``http://``, ``https://`` or ``file://`` address.
