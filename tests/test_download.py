@@ -122,10 +122,12 @@ def test_disk_full_said_in_words(tmp_path, monkeypatch):
 def test_stale_part_of_dead_process_removed(tmp_path):
     p = subprocess.Popen(["true"])
     p.wait()
-    stale = tmp_path / f".f.bin.part-{p.pid}-deadbeef"
+    stale = tmp_path / f".f.bin.part-{p.pid}-{dl._HOST}-deadbeef"
     stale.write_bytes(b"half")
+    other_host = tmp_path / f".f.bin.part-{p.pid}-00000000-deadbeef"     # another machine on a shared disk
+    other_host.write_bytes(b"theirs")
     download(_src(tmp_path).as_uri(), tmp_path / "f.bin", progress=False)
-    assert not stale.exists()
+    assert not stale.exists() and other_host.exists()
 
 
 @pytest.mark.parametrize("kw", [dict(url="ftp://x/y"), dict(sha256="abc"), dict(md5="z" * 32)])
@@ -274,7 +276,7 @@ def test_interrupted_extraction_leaves_nothing_that_looks_complete(tmp_path, mon
 def test_extraction_leftover_of_killed_process_removed(tmp_path):
     p = subprocess.Popen(["true"])
     p.wait()
-    stale = tmp_path / f".out.extract-{p.pid}-deadbeef"
+    stale = tmp_path / f".out.extract-{p.pid}-{dl._HOST}-deadbeef"
     (stale / "pkg").mkdir(parents=True)
     safe_extract(_tar(tmp_path / "a.tar", GOOD), tmp_path / "out")
     assert not stale.exists() and (tmp_path / "out" / "pkg" / "a.txt").is_file()

@@ -19,6 +19,7 @@ import errno
 import hashlib
 import os
 import shutil
+import socket
 import stat
 import sys
 import tarfile
@@ -145,13 +146,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _temp_name(prefix: str) -> str:
+    """``prefix<pid>-<host>-<random>``: unique per process, and tells which machine's process made it."""
+    return f"{prefix}{os.getpid()}-{_HOST}-{uuid.uuid4().hex[:8]}"
+
+
 def _clean_stale(folder: Path, prefix: str) -> None:
-    """Delete ``prefix<pid>-<hex>`` leftovers of processes that died (killed mid-download or mid-extraction)."""
+    """Delete leftovers (see :func:`_temp_name`) of processes of this machine that died mid-download or
+    mid-extraction; those of other machines sharing the folder are left alone."""
     if not folder.is_dir():
         return
     for p in folder.glob(prefix + "*"):
-        pid = p.name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        fields = p.name[len(prefix):].split("-")
+        if len(fields) != 3 or not fields[0].isdigit() or fields[1] != _HOST:
+            continue
+        pid = int(fields[0])
+        if pid != os.getpid() and not _pid_alive(pid):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
@@ -265,7 +278,7 @@ def _download(sources: List[str], dest: Path, expected: dict, progress: bool, ti
     _clean_stale(dest.parent, prefix)
     tried = []
     for src in sources:
-        part = dest.parent / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        part = dest.parent / _temp_name(prefix)
         hashes = {algo: hashlib.new(algo) for algo in expected}
         try:
             _fetch(src, part, hashes, progress, timeout, dest.name)
@@ -400,7 +413,7 @@ def safe_extract(archive: PathLike, dest: PathLike, *, subdir: Optional[str] = N
     dest.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{dest.name}.extract-"
     _clean_stale(dest.parent, prefix)
-    tmp = dest.parent / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = dest.parent / _temp_name(prefix)
     tmp.mkdir()
     try:
         _extract_all(archive, tmp, sub)
