@@ -130,10 +130,21 @@ def test_stale_part_of_dead_process_removed(tmp_path):
     assert not stale.exists() and other_host.exists()
 
 
-@pytest.mark.parametrize("kw", [dict(url="ftp://x/y"), dict(sha256="abc"), dict(md5="z" * 32)])
+def test_short_transfer_rejected_even_without_checksum(tmp_path, monkeypatch):
+    class Short(io.BytesIO):
+        headers = {"content-length": "100"}
+
+    monkeypatch.setattr(dl.urllib.request, "urlopen", lambda req, timeout: Short(b"x" * 60))
+    with pytest.raises(DownloadError, match="incomplete transfer: got 60 of 100 bytes"):
+        download("https://example.invalid/f.bin", tmp_path / "f.bin", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kw", [dict(url="ftp://x/y"), dict(sha256="abc"), dict(md5="z" * 32),
+                                dict(mirrors="https://one/string")])
 def test_download_rejects_bad_arguments(tmp_path, kw):
     url = kw.pop("url", _src(tmp_path).as_uri())
-    with pytest.raises(ValueError, match="url|sha256|md5"):
+    with pytest.raises(ValueError, match="url|sha256|md5|mirrors"):
         download(url, tmp_path / "f.bin", progress=False, **kw)
 
 

@@ -202,6 +202,8 @@ def _fetch(url: str, part: Path, hashes: dict, progress: bool, timeout: float, n
                 h.update(chunk)
             bar.update(len(chunk))
         bar.update(0, final=True)
+        if total is not None and bar.done != total:  # the server closed early: never keep a short file
+            raise ValueError(f"incomplete transfer: got {bar.done} of {total} bytes")
         f.flush()
         os.fsync(f.fileno())
 
@@ -252,6 +254,8 @@ def download(url: str, dest: PathLike, *, sha256: Optional[str] = None, md5: Opt
         ValueError: a URL with another scheme, or a checksum that is not hex of the right length.
         DownloadError: no source gave a verified file; the message lists every URL and its failure.
     """
+    if isinstance(mirrors, (str, bytes)):
+        raise ValueError(f"mirrors must be a sequence of URLs, not one string; got {mirrors!r}")
     sources = [url, *mirrors]
     for s in sources:
         if not isinstance(s, str) or not s.startswith(_SCHEMES):
