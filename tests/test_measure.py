@@ -191,3 +191,18 @@ def test_saved_tensor_bytes_grows_with_bptt_steps():
 
     assert saved(2, "one-step") == saved(8, "one-step") > 0
     assert saved(8, "bptt") > 2 * saved(2, "bptt") > 0
+
+
+def test_compare_sees_another_process_spinning():
+    import subprocess
+    import sys
+    if compare({"x": lambda: None}, rounds=1, warmup=0)["other_cpu_cores"] is None:
+        pytest.skip("no /proc/stat on this platform")
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 30: pass"])
+    try:
+        time.sleep(0.3)
+        res = compare({"a": lambda: time.sleep(0.02), "b": lambda: time.sleep(0.02)}, rounds=10, warmup=0)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert res["other_cpu_cores"] > 0.5      # the spinner kept about one core busy; our sleeps used none
