@@ -287,7 +287,10 @@ def test_mnist_download_from_mirrors_with_md5(tmp_path, monkeypatch):
     monkeypatch.setattr(gd, "MNIST_MD5", {n: "0" * 32 for n in files})
     with pytest.raises(DownloadError, match="md5 mismatch"):
         load_mnist(tmp_path / "other", download=True, progress=False)
-    assert list((tmp_path / "other").iterdir()) == []
+    assert [p for p in (tmp_path / "other").rglob("*") if p.is_file()] == []
+    monkeypatch.setattr(gd, "MNIST_MD5", {n: hashlib.md5(r).hexdigest() for n, r in files.items()})
+    load_mnist(tmp_path / "datafolder", download=True, progress=False)         # a data folder: files go to mnist/
+    assert sorted(p.name for p in (tmp_path / "datafolder" / "mnist").iterdir()) == sorted(files)
 
 
 def test_no_package_relative_paths():

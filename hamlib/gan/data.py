@@ -358,7 +358,8 @@ def load_mnist(root: Optional[os.PathLike] = None, split: str = "test", *, downl
     """MNIST from the original IDX ``.gz`` files, padded to 32x32 and repeated to 3 channels: (N, 32, 32, 3).
 
     Args:
-        root: folder of the ``.gz`` files (downloads go there), or a data folder holding ``mnist/``; None:
+        root: the folder of the ``.gz`` files (a folder named ``mnist`` or holding ``*-ubyte.gz`` files), or
+            else a data folder whose ``mnist/`` is used; downloads go to that same folder. None:
             ``data_root("mnist")``.
         split: ``"test"`` (10,000 digits, ``t10k-*``) or ``"train"`` (60,000).
         download: fetch missing files from ``MNIST_MIRRORS`` (MD5-verified; a wrong file is never kept).
@@ -368,8 +369,8 @@ def load_mnist(root: Optional[os.PathLike] = None, split: str = "test", *, downl
     prefix = "train" if split == "train" else "t10k"
     root = Path(root) if root is not None else data_root("mnist")
     names = [f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"]
-    if not (root / names[0]).is_file() and (root / "mnist" / names[0]).is_file():
-        root = root / "mnist"  # a data folder holding mnist/ (e.g. $HAMLIB_DATA itself)
+    if root.name.lower() != "mnist" and not any(root.glob("*-ubyte.gz")):
+        root = root / "mnist"  # a data folder (e.g. $HAMLIB_DATA itself): MNIST lives in its mnist/
     files = [root / n for n in names]
     if download:
         with rank_zero_first() as mine:  # every rank enters; rank 0 decides and downloads
