@@ -172,6 +172,29 @@ def test_official_tarball_and_folder(tmp_path, protocol):
     np.testing.assert_array_equal(load_cifar10(tar, "test", cache_dir="")[0], _expected(b, "test")[0])
 
 
+def _py2_batch(raw: bytes, labels: list) -> bytes:
+    """A batch as Python 2's cPickle wrote the official files: str as BINSTRING opcodes, numpy 1.x globals."""
+    def u(b):
+        return b"U" + bytes([len(b)]) + b
+
+    n = len(labels)
+    arr = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + u(b"b") + b"\x87R(K\x01"
+           + b"J" + n.to_bytes(4, "little") + b"M\x00\x0c\x86cnumpy\ndtype\n" + u(b"u1") + b"K\x00K\x01\x87R(K\x03"
+           + u(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89T" + len(raw).to_bytes(4, "little") + raw
+           + b"tb")
+    labs = b"](" + b"".join(b"K" + bytes([v]) for v in labels) + b"e"
+    return b"\x80\x02}(" + u(b"data") + arr + u(b"labels") + labs + b"u."
+
+
+def test_python2_format_batch_reads_like_plain_pickle():
+    raw = np.random.default_rng(3).integers(0, 256, 2 * 3072, dtype=np.uint8).tobytes()
+    p = _py2_batch(raw, [4, 9])
+    ref = pickle.loads(p, encoding="bytes")                                   # what the CIFAR site tells users
+    safe = restricted_unpickle(p)
+    np.testing.assert_array_equal(safe[b"data"], ref[b"data"])
+    assert safe[b"data"].shape == (2, 3072) and safe[b"labels"] == [4, 9]
+
+
 class _Exploit:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
