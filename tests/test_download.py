@@ -169,6 +169,13 @@ def _rank_worker(rank: int, init: str, src: str, dest: str, log: str) -> None:
         if mine and not dest2.exists():
             m.download(src, dest2, progress=False)    # nested: no second barrier, no deadlock
     assert dest2.read_bytes() == b"payload"
+    missing = src.replace("src.bin", "missing.bin")
+    try:                                              # rank 0 fails: every rank gets an error, none hangs
+        m.download(missing, Path(dest).with_name("never.bin"), progress=False)
+    except m.DownloadError as e:
+        assert ("tried 1 source" in str(e)) if rank == 0 else ("rank 0 did not produce" in str(e))
+    else:
+        raise AssertionError("no error")
     tdist.destroy_process_group()
 
 
@@ -177,7 +184,7 @@ def test_only_rank_zero_downloads_under_torchrun(tmp_path):
     log = tmp_path / "log.txt"
     mp.spawn(_rank_worker, args=((tmp_path / "pg").as_uri(), src.as_uri(), str(tmp_path / "d.bin"), str(log)),
              nprocs=2, join=True)
-    assert log.read_text().split() == ["0", "0"]
+    assert log.read_text().split() == ["0", "0", "0"]
 
 
 # ----------------------------------------------------------------------------------------------- extraction
