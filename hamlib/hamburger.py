@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from .md import HAMS, MatrixDecomposition2D, build_ham
+from .md import HAMS, MatrixDecomposition2D, build_ham, translate_mmseg_kwargs
 from .layers import NORMS, make_norm
 from .md.checks import check_positive_int
 
@@ -37,7 +37,9 @@ class Hamburger(nn.Module):
         form (str): ``"paper"`` (Y = Z + Norm(H(Z))) or ``"code"`` (ReLU after the sum). Default: ``"paper"``.
         gate (bool): multiply the ham branch by a learnable scalar initialised to 0 (HamGAN). Default: False.
         **md_kwargs: passed to the ham (``S``, ``R``, ``train_steps``, ``eval_steps``, ``grad``, ``inv_t``,
-            ``beta``, ``eval_seed``, ``check_inputs``).
+            ``beta``, ``eval_seed``, ``check_inputs``, ``compile``, ``implicit_on_fail``). mmseg/SegNeXt
+            ``ham_kwargs`` names are accepted too (``MD_S``, ``MD_R``, ``MD_D``, ``rand_init=True``; for NMF
+            an ``inv_t`` is ignored with a warning), see :func:`hamlib.md.translate_mmseg_kwargs`.
 
     Shape:
         Input (B, C, H, W) -> output (B, C, H, W).
@@ -56,10 +58,11 @@ class Hamburger(nn.Module):
             raise ValueError(f"form must be 'paper' or 'code'; got {form!r}")
         self.in_channels, self.ham_channels, self.md, self.version, self.form = (
             in_channels, ham_channels, md, version, form)
-        # Lower bread: a 1x1 conv C -> d with bias; NMF needs non-negative input, hence the ReLU.
+        # Lower bread: a 1x1 conv C -> d with bias; NMF needs non-negative input, hence the ReLU (in place on the
+        # conv's fresh output: one (B, d, H, W) allocation fewer; the conv's backward does not need its output).
         self.lower_bread = nn.Sequential(nn.Conv2d(in_channels, ham_channels, 1, bias=True),
-                                         nn.ReLU(inplace=False) if md == "nmf" else nn.Identity())
-        self.ham: MatrixDecomposition2D = build_ham(md, **md_kwargs)
+                                         nn.ReLU(inplace=True) if md == "nmf" else nn.Identity())
+        self.ham: MatrixDecomposition2D = build_ham(md, **translate_mmseg_kwargs(md_kwargs, channels=ham_channels))
         if ham_channels % self.ham.S != 0:
             raise ValueError(f"ham_channels={ham_channels} must be divisible by S={self.ham.S}")
         self.cheese = (nn.Sequential(nn.Conv2d(ham_channels, ham_channels, 1, bias=False),
