@@ -130,6 +130,22 @@ def test_stale_part_of_dead_process_removed(tmp_path):
     assert not stale.exists() and other_host.exists()
 
 
+def test_http_protocol_error_moves_on_to_the_next_mirror(tmp_path, monkeypatch):
+    import http.client
+
+    real = dl.urllib.request.urlopen
+
+    def flaky(req, timeout):
+        if req.full_url.startswith("https://"):
+            raise http.client.IncompleteRead(b"abc", 10)
+        return real(req, timeout=timeout)
+
+    monkeypatch.setattr(dl.urllib.request, "urlopen", flaky)
+    src = _src(tmp_path, b"ok")
+    out = download("https://example.invalid/f", tmp_path / "f.bin", mirrors=[src.as_uri()], progress=False)
+    assert out.read_bytes() == b"ok"
+
+
 def test_short_transfer_rejected_even_without_checksum(tmp_path, monkeypatch):
     class Short(io.BytesIO):
         headers = {"content-length": "100"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import http.client
 import os
 import shutil
 import socket
@@ -293,7 +294,7 @@ def _download(sources: List[str], dest: Path, expected: dict, progress: bool, ti
                 continue
             os.replace(part, dest)
             return
-        except (urllib.error.URLError, OSError, ValueError) as e:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
             if _disk_full(e):
                 raise DownloadError(f"disk full while downloading {src} to {dest}: free space on "
                                     f"{dest.parent} (or set HAMLIB_DATA to a bigger disk) and retry") from e
