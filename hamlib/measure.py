@@ -20,6 +20,7 @@ with self-attention.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import math
@@ -51,17 +52,31 @@ def count_params(module: nn.Module, *, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-def count_flops(fn: Callable[[], Any]) -> int:
+def count_flops(fn: Callable[[], Any], *, math_attention: bool = True) -> int:
     """FLOPs of one call of ``fn()`` as counted by ``FlopCounterMode`` (2 per multiply-add; mm/bmm/conv/SDPA).
 
     Wrap a module call in a thunk, e.g. ``count_flops(lambda: model(x))``; use ``torch.no_grad()`` around it
     to count a forward pass only (a backward inside ``fn`` is counted too).
+
+    Args:
+        fn: the thunk to count.
+        math_attention: run ``scaled_dot_product_attention`` on its math path while counting. The counter
+            has no formula for some fused kernels (e.g. the CPU flash kernel) and would count their products
+            as 0; every kernel does the same arithmetic. Defaults: True.
     """
     if not callable(fn):
         raise ValueError(f"fn must be callable (a thunk such as lambda: model(x)); got {type(fn).__name__}")
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False) as counter, (_math_sdpa() if math_attention else contextlib.nullcontext()):
         fn()
     return int(counter.get_total_flops())
+
+
+def _math_sdpa() -> contextlib.AbstractContextManager:
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:          # torch < 2.3
+        return contextlib.nullcontext()
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 def sa_macs(C: int, n: int, key_channels: Optional[int] = None, value_channels: Optional[int] = None) -> int:

@@ -19,6 +19,16 @@ def test_sa_closed_form_matches_counter_and_paper():
     assert sa_macs(512, 128 * 128) / 1e9 == pytest.approx(292.06, abs=0.01)
 
 
+@pytest.mark.parametrize("size", [6, 16])
+def test_fused_attention_is_counted_like_the_explicit_one(size):
+    # FlopCounterMode has no formula for the CPU flash kernel: without the math path its products count 0
+    sa = hamlib.SelfAttention2d(32, fused=True).eval()
+    x = torch.randn(1, 32, size, size)
+    with torch.no_grad():
+        assert count_flops(lambda: sa(x)) == 2 * sa_macs(32, size * size)
+        assert count_flops(lambda: sa(x), math_attention=False) <= 2 * sa_macs(32, size * size)
+
+
 def test_sa_closed_form_with_reduced_key_channels():
     sa = hamlib.SelfAttention2d(16, key_channels=4, value_channels=8)
     x = torch.randn(2, 16, 5, 5)

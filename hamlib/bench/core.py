@@ -156,7 +156,10 @@ def _set_threads(cfg: Config) -> None:
 
 
 def static_costs(cfg: Config) -> dict:
-    """Params, FLOPs/2 counted by ``FlopCounterMode`` for one inference, and the closed-form MACs."""
+    """Params, FLOPs/2 counted by ``FlopCounterMode`` for one inference, and the closed-form MACs.
+
+    Attention is counted on SDPA's math path (:func:`hamlib.measure.count_flops`).
+    """
     _set_threads(cfg)
     case = _Case(cfg)
     model = _eager(case.model).eval()
