@@ -7,7 +7,7 @@ with self-attention.
 - :func:`count_params`: all parameters, or the trainable ones only.
 - :func:`count_flops`: FLOPs of one call, counted by ``torch.utils.flop_counter.FlopCounterMode``
   (matrix products, convolutions and SDPA only; one multiply-add = 2 FLOPs). Check them against the
-  closed forms :func:`sa_macs`, :func:`ham_nmf_macs`, :func:`ham_vq_macs` and :func:`ham_cd_macs`
+  closed forms :func:`sa_macs`, :func:`linear_attention_macs`, :func:`ham_nmf_macs`, :func:`ham_vq_macs` and :func:`ham_cd_macs`
   (multiply-adds).
 - :func:`time_fn`: CUDA-synchronised wall-clock latency with warm-up and quantiles.
 - :func:`compare`: several candidates timed *interleaved* in one process (A B C A B C ...), so that a
@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_params", "count_flops", "sa_macs", "ham_nmf_macs", "ham_vq_macs", "ham_cd_macs", "time_fn", "compare", "machine_load",
+__all__ = ["count_params", "count_flops", "sa_macs", "linear_attention_macs", "ham_nmf_macs", "ham_vq_macs", "ham_cd_macs", "time_fn", "compare", "machine_load",
            "peak_memory", "max_rss_bytes", "saved_tensor_bytes"]
 
 
@@ -91,6 +91,21 @@ def sa_macs(C: int, n: int, key_channels: Optional[int] = None, value_channels: 
     _positive(C=C, n=n)
     dk, dv = key_channels or C, value_channels or C
     return n * C * (2 * dk + 2 * dv) + n * n * (dk + dv)
+
+
+def linear_attention_macs(C: int, n: int, key_channels: Optional[int] = None,
+                          value_channels: Optional[int] = None) -> int:
+    """Closed-form multiply-adds of :class:`hamlib.LinearAttention2d` (Katharopoulos et al., arXiv 2006.16236).
+
+    Projections as in :func:`sa_macs`: n C (2 d_k + 2 d_v); phi(K)^T V and phi(Q) (phi(K)^T V): 2 n d_k d_v;
+    the normaliser phi(Q) sum_n phi(K): n d_k. Linear in n, against self-attention's n^2 (d_k + d_v).
+
+    Args:
+        C: channels. n: pixels H*W. key_channels, value_channels: d_k, d_v (default C).
+    """
+    _positive(C=C, n=n)
+    dk, dv = key_channels or C, value_channels or C
+    return n * C * (2 * dk + 2 * dv) + 2 * n * dk * dv + n * dk
 
 
 def ham_nmf_macs(C: int, d: int, n: int, r: int, K: int, *, skip_redundant: bool = True) -> int:

@@ -69,7 +69,7 @@ def test_build_module_and_config_reject_bad_input():
         Config("sa", 4, threads=0)
 
 
-@pytest.mark.parametrize("name", ["ham-nmf", "ham-vq", "ham-cd", "ham-ref", "sa", "sa-fused"])
+@pytest.mark.parametrize("name", MODULES)
 @pytest.mark.parametrize("size", [6, 16])
 def test_counts_match_closed_form(name, size):
     # sa-fused: FlopCounterMode counts the CPU flash kernel's products as 0; the bench counts on the math path

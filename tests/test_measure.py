@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import hamlib
-from hamlib.measure import (compare, count_flops, count_params, ham_cd_macs, ham_nmf_macs, ham_vq_macs, machine_load,
-                            max_rss_bytes, peak_memory, sa_macs, saved_tensor_bytes, time_fn)
+from hamlib.measure import (compare, count_flops, count_params, ham_cd_macs, ham_nmf_macs, ham_vq_macs,
+                            linear_attention_macs, machine_load, max_rss_bytes, peak_memory, sa_macs,
+                            saved_tensor_bytes, time_fn)
 
 
 def test_sa_closed_form_matches_counter_and_paper():
@@ -27,6 +28,14 @@ def test_fused_attention_is_counted_like_the_explicit_one(size):
     with torch.no_grad():
         assert count_flops(lambda: sa(x)) == 2 * sa_macs(32, size * size)
         assert count_flops(lambda: sa(x), math_attention=False) <= 2 * sa_macs(32, size * size)
+
+
+def test_linear_attention_closed_form_matches_counter():
+    la = hamlib.attention.LinearAttention2d(16, key_channels=4, value_channels=8).eval()
+    x = torch.randn(2, 16, 5, 6)
+    with torch.no_grad():
+        assert count_flops(lambda: la(x)) == 2 * 2 * linear_attention_macs(16, 30, 4, 8)
+    assert linear_attention_macs(512, 2 * 4096) == 2 * linear_attention_macs(512, 4096)   # linear in n
 
 
 def test_sa_closed_form_with_reduced_key_channels():

@@ -27,8 +27,8 @@ from torch import nn
 from .. import attention as _attention
 from ..attention import SelfAttention2d
 from ..hamburger import Hamburger
-from ..measure import (compare, count_flops, count_params, ham_cd_macs, ham_nmf_macs, ham_vq_macs, peak_memory,
-                       sa_macs, time_fn)
+from ..measure import (compare, count_flops, count_params, ham_cd_macs, ham_nmf_macs, ham_vq_macs,
+                       linear_attention_macs, peak_memory, sa_macs, time_fn)
 from .ref import RefNMFHamburger
 
 __all__ = ["MODULES", "OPTIONAL_MODULES", "available_modules", "Config", "build_module", "closed_form_macs",
@@ -107,7 +107,7 @@ def _eager(model: nn.Module) -> nn.Module:
 
 
 def closed_form_macs(cfg: Config) -> Optional[int]:
-    """Closed-form MACs of one inference (:mod:`hamlib.measure`), where we derived one; else None."""
+    """Closed-form MACs of one inference (:mod:`hamlib.measure`); None for a module without one."""
     n = cfg.size * cfg.size
     module = cfg.module[: -len("-compiled")] if cfg.module.endswith("-compiled") else cfg.module
     closed = {"ham-nmf": ham_nmf_macs, "ham-vq": ham_vq_macs, "ham-cd": ham_cd_macs}
@@ -119,6 +119,8 @@ def closed_form_macs(cfg: Config) -> Optional[int]:
         return cfg.B * (macs + cfg.K * (2 * cfg.d * n * cfg.r - n * cfg.r ** 2 - cfg.d * cfg.r ** 2))
     if module in ("sa", "sa-fused"):
         return cfg.B * sa_macs(cfg.C, n)
+    if module == "linear-attn":
+        return cfg.B * linear_attention_macs(cfg.C, n)
     return None
 
 
