@@ -7,10 +7,10 @@ with self-attention.
 - :func:`count_params`: all parameters, or the trainable ones only.
 - :func:`count_flops`: FLOPs of one call, counted by ``torch.utils.flop_counter.FlopCounterMode``
   (matrix products, convolutions and SDPA only; one multiply-add = 2 FLOPs). Check them against the
-  closed forms :func:`sa_macs`, :func:`linear_attention_macs`, :func:`ham_nmf_macs`, :func:`ham_vq_macs` and :func:`ham_cd_macs`
-  (multiply-adds).
+  closed forms :func:`sa_macs`, :func:`linear_attention_macs`, :func:`ham_nmf_macs`, :func:`ham_vq_macs`
+  and :func:`ham_cd_macs` (multiply-adds).
 - :func:`time_fn`: CUDA-synchronised wall-clock latency with warm-up and quantiles.
-- :func:`compare`: several candidates timed *interleaved* in one process (A B C A B C ...), so that a
+- :func:`compare`: several candidates timed *interleaved* in one process (A B C, B C A, ...), so that a
   change in machine load hits every candidate alike; reports the load and the torch thread count.
 - :func:`peak_memory`: on CUDA the caching allocator's peak; on the CPU the growth of the process's peak
   resident set size during the call (the peak mark is reset first where Linux allows, else ``ru_maxrss``,
@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import math
 import os
 import resource
 import sys
@@ -34,8 +33,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_params", "count_flops", "sa_macs", "linear_attention_macs", "ham_nmf_macs", "ham_vq_macs", "ham_cd_macs", "time_fn", "compare", "machine_load",
-           "peak_memory", "max_rss_bytes", "saved_tensor_bytes"]
+__all__ = ["count_params", "count_flops", "sa_macs", "linear_attention_macs", "ham_nmf_macs", "ham_vq_macs",
+           "ham_cd_macs", "time_fn", "compare", "machine_load", "peak_memory", "max_rss_bytes", "saved_tensor_bytes"]
 
 
 # --- size ----------------------------------------------------------------------------------------------------------
