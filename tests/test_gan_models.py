@@ -17,7 +17,7 @@ def test_shapes_and_range(context):
     assert D(x, y).shape == (4,)
 
 
-@pytest.mark.parametrize("context", ["attention", "hamburger"])
+@pytest.mark.parametrize("context", ["attention", "ham"])
 def test_gate_starts_at_zero_so_context_is_identity(context):
     torch.manual_seed(0)
     for role in "GD":
@@ -30,15 +30,25 @@ def test_gate_starts_at_zero_so_context_is_identity(context):
         assert not torch.allclose(block(h), h)
 
 
+def test_ham_options_reach_both_networks():
+    from hamlib.gan import from_config, get_preset
+    G, D = from_config(get_preset("tiny", md="vq", grad="bptt", R=3, train_steps=2, eval_steps=3))
+    for block, role in ((G.context, "G"), (D.context, "D")):
+        assert block.md == "vq" and block.ham.R == 3 and block.ham.grad == "bptt", role
+        assert block.ham.train_steps == 2 and block.ham.eval_steps == 3 and block.ham.eval_seed == 0
+    G, D = from_config(get_preset("tiny", context="attention"))
+    assert type(G.context).__name__ == "SelfAttention2d"
+
+
 def test_hamburger_sizes_follow_paper_ratio():
-    block = context_block("hamburger", 64, role="D")
+    block = context_block("ham", 64, role="D")
     assert block.ham_channels == 64 and block.ham.R == 8  # d = C, r = C/8 (paper: 256/32 in G, 128/16 in D)
-    assert isinstance(context_block("hamburger", 64, role="G").upper_bread[1], torch.nn.BatchNorm2d)
+    assert isinstance(context_block("ham", 64, role="G").upper_bread[1], torch.nn.BatchNorm2d)
     assert isinstance(block.upper_bread[1], torch.nn.Identity)
 
 
 def test_every_weight_is_spectrally_normalised():
-    for m in (Generator(16, 16, 10, "hamburger"), Discriminator(16, 10, "attention")):
+    for m in (Generator(16, 16, 10, "ham"), Discriminator(16, 10, "attention")):
         layers = [l for l in m.modules() if isinstance(l, (torch.nn.Conv2d, torch.nn.Linear))]
         assert layers and all(hasattr(l, "parametrizations") for l in layers)
 

@@ -3,8 +3,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from hamlib.seg.evaluate import count_flops, count_params, evaluate, head_cost, predict
+from hamlib.measure import count_flops, count_params
+from hamlib.seg.evaluate import evaluate, head_cost, predict
 from hamlib.seg.model import build_model
+from hamlib.train import HamOptions
 
 
 class Oracle(nn.Module):
@@ -31,14 +33,15 @@ def test_multiscale_output_size():
 
 def test_flops_of_a_conv():
     conv = nn.Conv2d(8, 16, 3, padding=1, bias=False)
-    assert count_flops(conv, torch.randn(1, 8, 10, 10)) == 2 * 8 * 16 * 9 * 100
+    x = torch.randn(1, 8, 10, 10)
+    assert count_flops(lambda: conv(x)) == 2 * 8 * 16 * 9 * 100
     assert count_params(conv) == 8 * 16 * 9
 
 
 def test_head_cost_attention_grows_faster_than_ham():
     costs = {}
     for head in ("attention", "ham"):
-        m = build_model(3, backbone="tiny", head=head, channels=64, ham_kwargs={"R": 16})
+        m = build_model(3, backbone="tiny", head=head, channels=64, ham=HamOptions(R=16))
         costs[head] = [head_cost(m, (s, s), repeats=1)["head_gflops"] for s in (64, 256)]
     # attention is quadratic in the number of pixels n, the Hamburger linear
     assert costs["attention"][1] / costs["attention"][0] > costs["ham"][1] / costs["ham"][0] * 1.5

@@ -4,12 +4,13 @@ hinge loss, EMA, exact resume, and an offline classifier-FID. Run ``python -m ha
 
 Unlike :mod:`hamlib.md`, this subpackage may use Pillow and tqdm (data and progress bars).
 """
+from .config import CONTEXTS, PRESETS, ClassifierConfig, GANConfig, get_preset
 from .fid import OFFLINE_LABEL, frechet_distance, gaussian_stats, inception_fid
-from .layers import CONTEXTS, CondBatchNorm2d, context_block
+from .layers import CondBatchNorm2d, context_block
 from .losses import d_hinge_loss, g_hinge_loss
-from .models import EMA, Discriminator, Generator
-from .presets import PRESETS, GANConfig, get_preset
+from .models import EMA, Discriminator, Generator, from_config
+from .train import train
 
-__all__ = ["Generator", "Discriminator", "EMA", "CondBatchNorm2d", "context_block", "CONTEXTS", "d_hinge_loss",
-           "g_hinge_loss", "frechet_distance", "gaussian_stats", "inception_fid", "OFFLINE_LABEL", "GANConfig",
-           "PRESETS", "get_preset"]
+__all__ = ["Generator", "Discriminator", "EMA", "from_config", "CondBatchNorm2d", "context_block", "CONTEXTS",
+           "d_hinge_loss", "g_hinge_loss", "frechet_distance", "gaussian_stats", "inception_fid", "OFFLINE_LABEL",
+           "GANConfig", "ClassifierConfig", "PRESETS", "get_preset", "train"]

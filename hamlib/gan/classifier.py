@@ -5,7 +5,8 @@ downloaded offline; this classifier is trained by hamlib itself, so its FID is *
 """
 from __future__ import annotations
 
-import time
+import os
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -13,10 +14,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..train import load_checkpoint, provenance, save_checkpoint, seed_everything, write_json
+from ..train import RunDir, Timer, provenance, seed_everything
+from ..train.checkpoint import CheckpointError
+from .config import ClassifierConfig
 from .data import sample_batch
 
-__all__ = ["FeatureClassifier", "train_classifier", "evaluate_classifier", "load_classifier"]
+__all__ = ["FeatureClassifier", "train_classifier", "evaluate_classifier", "load_classifier", "chance_level"]
+
+
+def chance_level(num_classes: int) -> float:
+    """The accuracy below which a classifier cannot tell the classes apart well enough for a feature-space FID:
+    twice the chance rate 1/K (20% for CIFAR-10)."""
+    return 2.0 / num_classes
 
 
 class FeatureClassifier(nn.Module):
@@ -56,24 +65,43 @@ def evaluate_classifier(model: nn.Module, x: Tensor, y: Tensor, batch_size: int 
     return correct / len(x)
 
 
-def train_classifier(x: Tensor, y: Tensor, x_test: Tensor, y_test: Tensor, *, steps: int = 3000,
-                     batch_size: int = 128, lr: float = 0.05, width: int = 32, seed: int = 0,
-                     out: Optional[Path] = None, progress: bool = True) -> tuple[FeatureClassifier, dict]:
-    """Train the classifier with SGD (momentum 0.9, cosine LR) and random horizontal flips.
+def train_classifier(cfg: ClassifierConfig, run_dir: os.PathLike, data: Optional[tuple] = None, *,
+                     resume: bool = True, progress: bool = True) -> tuple[FeatureClassifier, dict]:
+    """Train the classifier in a run folder with SGD (momentum 0.9, one-cycle LR) and random horizontal flips.
 
-    Returns the model and a metrics dict (test accuracy, wall time, provenance); writes ``out/classifier.pt`` and
-    ``out/classifier.json`` when ``out`` is given.
+    Args:
+        cfg: the recipe. run_dir: the run folder (checkpoint, log, ``metrics.json`` and the ``weights.pt``
+            that :func:`load_classifier` and ``--set classifier=...`` read).
+        data: optional ``(x, y, x_test, y_test)``: images (N, 3, 32, 32) in [-1, 1] and labels (N,) of the
+            training and test splits; default: CIFAR-10 from ``cfg.data_root`` (downloaded if ``cfg.download``).
+        resume: continue the run in ``run_dir`` (a run of another config there is refused).
+
+    Returns:
+        The model (eval mode) and its metrics (test accuracy, ``usable`` for FID, wall time, provenance).
+        A classifier at or below :func:`chance_level` is flagged ``usable: False`` with a warning, and
+        :func:`load_classifier` refuses it.
     """
     from tqdm.auto import tqdm
 
-    seed_everything(seed)
-    model = FeatureClassifier(width, int(y.max()) + 1)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.15)
-    t0 = time.time()
+    run = RunDir(run_dir)
+    has_ckpt = run.start(cfg, resume=resume)
+    if data is None:
+        from .data import load_cifar10, to_tensor
+        (xa, ya), (xb, yb) = (load_cifar10(cfg.data_root, s, download=cfg.download) for s in ("train", "test"))
+        data = (to_tensor(xa), torch.from_numpy(ya), to_tensor(xb), torch.from_numpy(yb))
+    x, y, x_test, y_test = data
+    seed_everything(cfg.seed)
+    model = FeatureClassifier(cfg.width, int(y.max()) + 1)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.iters, pct_start=0.15)
+    step, timer = 0, Timer()
+    if has_ckpt:
+        ck = run.load(models={"model": model}, optimizers={"opt": opt}, schedulers={"sched": sched})
+        step, timer = ck["step"], Timer(ck["extra"]["train_wall_s"])
     model.train()
-    for step in tqdm(range(steps), desc="classifier", disable=not progress):
-        xb, yb = sample_batch(x, y, batch_size, step, seed)
+    for step in tqdm(range(step, cfg.iters), desc="classifier", disable=not progress, initial=step,
+                     total=cfg.iters):
+        xb, yb = sample_batch(x, y, cfg.batch_size, step, cfg.seed)
         flip = torch.rand(len(xb)) < 0.5
         xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
         loss = F.cross_entropy(model(xb), yb)
@@ -81,23 +109,54 @@ def train_classifier(x: Tensor, y: Tensor, x_test: Tensor, y_test: Tensor, *, st
         loss.backward()
         opt.step()
         sched.step()
-    wall = time.time() - t0
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.iters:
+            run.log({"step": done, "loss": loss.item(), "lr": sched.get_last_lr()[0]})
+        if done % cfg.ckpt_every == 0 or done == cfg.iters:
+            run.save(done, models={"model": model}, optimizers={"opt": opt}, schedulers={"sched": sched},
+                     extra={"train_wall_s": timer.elapsed})
     acc = evaluate_classifier(model, x_test, y_test)
-    metrics = {"test_accuracy": acc, "n_test": len(x_test), "steps": steps, "batch_size": batch_size,
-               "width": width, "train_loss_last": loss.item(),
-               "provenance": provenance(wall_time_s=wall, seed=seed)}
-    if out is not None:
-        save_checkpoint(Path(out) / "classifier.pt", model=model, step=steps, extra={"width": width,
-                                                                                   "num_classes": model.num_classes})
-        write_json(Path(out) / "classifier.json", metrics)
+    usable = acc > chance_level(model.num_classes)
+    if not usable:
+        warnings.warn(f"the FID classifier reached only {acc:.1%} test accuracy (chance: "
+                      f"{1 / model.num_classes:.0%}); its features cannot tell the classes apart, so it is flagged "
+                      f"unusable for FID. Train longer (--set iters=...)", RuntimeWarning, stacklevel=2)
+    metrics = {"test_accuracy": acc, "usable": usable, "n_test": len(x_test), "config": cfg.to_dict(),
+               "history": run.history(), "train_wall_s": timer.elapsed,
+               "provenance": provenance(wall_time_s=timer.elapsed, seed=cfg.seed)}
+    run.write_metrics(metrics)
+    run.export_weights({"model": model}, cfg=cfg, meta={"width": cfg.width, "num_classes": model.num_classes,
+                                                        "test_accuracy": acc, "usable": usable})
     return model.eval(), metrics
 
 
-def load_classifier(path: Path) -> FeatureClassifier:
-    """Load a classifier saved by :func:`train_classifier` (``classifier.pt``); raises FileNotFoundError if absent."""
-    ckpt = torch.load(Path(path), map_location="cpu", weights_only=False) if Path(path).is_file() else None
-    if ckpt is None:
-        raise FileNotFoundError(f"no classifier at {path}; train one with `python -m hamlib.gan classifier`")
-    model = FeatureClassifier(ckpt["extra"]["width"], ckpt["extra"]["num_classes"])
-    load_checkpoint(path, model=model, restore_rng=False)
-    return model.eval()
+def load_classifier(path: os.PathLike, *, device: torch.device | str = "cpu",
+                    allow_unusable: bool = False) -> FeatureClassifier:
+    """Load the classifier of a run folder written by :func:`train_classifier` (or its ``weights.pt``).
+
+    Raises:
+        FileNotFoundError: nothing there (the message says how to train one).
+        CheckpointError: not a classifier weights file (read with ``weights_only=True``; never executed).
+        ValueError: the classifier is at chance level (``allow_unusable=False``): its FID would mean nothing.
+    """
+    path = Path(path)
+    file = path / RunDir.WEIGHTS if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"no classifier at {path}; train one with `python -m hamlib.gan classifier "
+                                f"--run-dir {path if path.is_dir() else path.parent}`")
+    w = RunDir.read_weights(file)
+    meta = w.get("meta") or {}
+    if w.get("kind") != "ClassifierConfig" or "model" not in w["models"] or "num_classes" not in meta:
+        raise CheckpointError(f"{file} holds no FID classifier (kind {w.get('kind')!r}); point to the run folder of "
+                              f"`python -m hamlib.gan classifier`")
+    acc = meta.get("test_accuracy")
+    if not allow_unusable and (acc is None or acc <= chance_level(meta["num_classes"])):
+        raise ValueError(f"the classifier in {file} has test accuracy {acc} (chance: {1 / meta['num_classes']:.0%});"
+                         f" its features cannot tell the classes apart, so a classifier-FID would mean nothing. "
+                         f"Train it longer (python -m hamlib.gan classifier --set iters=...)")
+    model = FeatureClassifier(meta["width"], meta["num_classes"])
+    try:
+        model.load_state_dict(w["models"]["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{file}: weights do not fit a width-{meta['width']} classifier ({e})") from None
+    return model.to(device).eval()

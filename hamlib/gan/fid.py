@@ -57,33 +57,45 @@ def feature_stats(feature_fn: Callable[[torch.Tensor], torch.Tensor], images_fn:
     return gaussian_stats(torch.cat(feats))
 
 
-def inception_fid(generator_fn: Callable[[int], torch.Tensor], n: int = 10_000, *,
-                  real: str = "cifar10-train") -> Optional[dict]:
-    """Standard Inception-v3 FID and IS via torch-fidelity (online, e.g. Colab). Returns None, with a clear
-    message, when torch-fidelity is not installed or its weights cannot be downloaded.
+def inception_fid(generator_fn: Callable[[int], torch.Tensor], n: int = 10_000, *, real: str = "cifar10-train",
+                  batch_size: int = 250) -> dict:
+    """Standard Inception-v3 FID and IS via torch-fidelity (online, e.g. Colab).
+
+    The ``n`` images are generated first, in batches under ``no_grad`` on the generator's device, and handed
+    to torch-fidelity as a CPU uint8 tensor: no generator runs inside the data loader's workers.
 
     Args:
         generator_fn: ``generator_fn(b)`` returns b images (b, 3, H, W) in [-1, 1].
         n: number of generated images (use 50,000 for paper-style numbers).
         real: a torch-fidelity registered input, e.g. ``"cifar10-train"``.
+        batch_size: images generated per call.
+
+    Returns:
+        ``{"inception_fid", "inception_score", "n"}``, or ``{"skipped": reason}`` when torch-fidelity is not
+        installed or fails (e.g. no network for its weights); the caller records the reason.
     """
     try:
         import torch_fidelity
     except ImportError:
-        print("Inception FID skipped: torch-fidelity is not installed (pip install torch-fidelity; needs internet "
-              "for the Inception weights). Only the offline classifier-FID is reported.")
-        return None
+        return {"skipped": "torch-fidelity is not installed (pip install torch-fidelity; it downloads the "
+                           "Inception weights, so it needs internet); only the offline classifier-FID is reported"}
+    chunks = []
+    with torch.no_grad():
+        for i in range(0, n, batch_size):
+            x = generator_fn(min(batch_size, n - i))
+            chunks.append(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
+    images = torch.cat(chunks)
 
-    class _Gen(torch.utils.data.Dataset):
-        def __len__(self):
-            return n
+    class _Images(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(images)
 
-        def __getitem__(self, i):
-            return ((generator_fn(1)[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+        def __getitem__(self, i: int) -> torch.Tensor:
+            return images[i]
 
     try:
-        m = torch_fidelity.calculate_metrics(input1=_Gen(), input2=real, fid=True, isc=True, verbose=False)
+        m = torch_fidelity.calculate_metrics(input1=_Images(), input2=real, fid=True, isc=True, verbose=False)
     except Exception as e:  # no network, no weights
-        print(f"Inception FID skipped: torch-fidelity failed ({type(e).__name__}: {e}).")
-        return None
-    return {"inception_fid": m["frechet_inception_distance"], "inception_score": m["inception_score_mean"]}
+        return {"skipped": f"torch-fidelity failed ({type(e).__name__}: {str(e)[:300]})"}
+    return {"inception_fid": float(m["frechet_inception_distance"]),
+            "inception_score": float(m["inception_score_mean"]), "n": n}

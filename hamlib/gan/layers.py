@@ -15,10 +15,10 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from ..attention import SelfAttention2d
 from ..hamburger import Hamburger
+from ..train.config import HamOptions
+from .config import CONTEXTS
 
 __all__ = ["CONTEXTS", "apply_spectral_norm", "CondBatchNorm2d", "GBlock", "DBlock", "context_block"]
-
-CONTEXTS = ("none", "attention", "hamburger")
 
 
 def apply_spectral_norm(module: nn.Module) -> nn.Module:
@@ -89,16 +89,15 @@ class DBlock(nn.Module):
         return h + s
 
 
-def context_block(kind: str, channels: int, *, role: str, ham_rank: Optional[int] = None,
-                  ham_steps: int = 6) -> nn.Module:
-    """The global-context slot at 16x16: ``"none"`` (identity), ``"attention"`` or ``"hamburger"``.
+def context_block(kind: str, channels: int, *, role: str, ham: Optional[HamOptions] = None) -> nn.Module:
+    """The global-context slot at 16x16: ``"none"`` (identity), ``"attention"`` or ``"ham"`` (a Hamburger).
 
     Args:
         kind: one of ``CONTEXTS``.
         channels: C of the feature map; the Hamburger uses d = C (the paper: d=256 in G, d=128 in D).
         role: ``"G"`` (BN after the upper bread) or ``"D"`` (no norm), as in the paper's HamGAN.
-        ham_rank: r; default C/8 (the paper's r=32 at d=256 and r=16 at d=128).
-        ham_steps: K, the NMF iterations in training (eval uses K+1, the library default).
+        ham: the ham's options (``md``, ``R``, ``train_steps``, ``eval_steps``, ``grad``, ``eval_seed``, ...);
+            ``R=None`` gives r = C/8 (the paper's r=32 at d=256 and r=16 at d=128). Default: ``HamOptions()``.
     """
     if kind not in CONTEXTS:
         raise ValueError(f"context must be one of {CONTEXTS}; got {kind!r}")
@@ -109,6 +108,7 @@ def context_block(kind: str, channels: int, *, role: str, ham_rank: Optional[int
     if kind == "attention":  # SAGAN: keys/queries C/8, values C/2, gate gamma = 0
         block = SelfAttention2d(channels, max(1, channels // 8), max(1, channels // 2), gate=True)
     else:
-        block = Hamburger(channels, channels, "nmf", norm="bn" if role == "G" else "none", gate=True,
-                          R=ham_rank or max(1, channels // 8), train_steps=ham_steps, eval_steps=ham_steps + 1)
+        ham = ham or HamOptions()
+        block = Hamburger(channels, channels, ham.md, norm="bn" if role == "G" else "none", gate=True,
+                          **ham.kwargs(R=max(1, channels // 8)))
     return apply_spectral_norm(block)

@@ -13,9 +13,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from typing import Optional, Tuple
+
+from ..train.config import HamOptions
+from .config import GANConfig
 from .layers import CondBatchNorm2d, DBlock, GBlock, context_block
 
-__all__ = ["Generator", "Discriminator", "EMA"]
+__all__ = ["Generator", "Discriminator", "EMA", "from_config"]
 
 
 class Generator(nn.Module):
@@ -25,18 +29,18 @@ class Generator(nn.Module):
         z_dim (int): latent size. Default 128.
         ch (int): channels of every block (SNGAN CIFAR uses 256). Default 256.
         num_classes (int): classes for conditional BN. Default 10.
-        context (str): ``"none"``, ``"attention"`` or ``"hamburger"`` at 16x16.
-        ham_steps (int): K for the Hamburger. Default 6.
+        context (str): ``"none"``, ``"attention"`` or ``"ham"`` at 16x16.
+        ham (HamOptions, optional): the ham of the ``"ham"`` context (R=None: r = ch/8).
     Shape: z (B, z_dim), y (B,) -> images (B, 3, 32, 32) in [-1, 1].
     """
 
     def __init__(self, z_dim: int = 128, ch: int = 256, num_classes: int = 10, context: str = "none",
-                 ham_steps: int = 6) -> None:
+                 ham: Optional[HamOptions] = None) -> None:
         super().__init__()
         self.z_dim, self.ch, self.num_classes = z_dim, ch, num_classes
         self.linear = spectral_norm(nn.Linear(z_dim, 4 * 4 * ch))
         self.block1, self.block2 = GBlock(ch, ch, num_classes), GBlock(ch, ch, num_classes)
-        self.context = context_block(context, ch, role="G", ham_steps=ham_steps)
+        self.context = context_block(context, ch, role="G", ham=ham)
         self.block3 = GBlock(ch, ch, num_classes)
         self.bn = nn.BatchNorm2d(ch)
         self.out = spectral_norm(nn.Conv2d(ch, 3, 3, padding=1))
@@ -66,15 +70,16 @@ class Discriminator(nn.Module):
     Args:
         ch (int): channels (SNGAN CIFAR uses 128). Default 128.
         num_classes (int): classes for the projection term. Default 10.
-        context (str): ``"none"``, ``"attention"`` or ``"hamburger"`` at 16x16.
-        ham_steps (int): K for the Hamburger. Default 6.
+        context (str): ``"none"``, ``"attention"`` or ``"ham"`` at 16x16.
+        ham (HamOptions, optional): the ham of the ``"ham"`` context (R=None: r = ch/8).
     Shape: x (B, 3, 32, 32), y (B,) -> logits (B,).
     """
 
-    def __init__(self, ch: int = 128, num_classes: int = 10, context: str = "none", ham_steps: int = 6) -> None:
+    def __init__(self, ch: int = 128, num_classes: int = 10, context: str = "none",
+                 ham: Optional[HamOptions] = None) -> None:
         super().__init__()
         self.block1 = DBlock(3, ch, first=True)          # 32 -> 16
-        self.context = context_block(context, ch, role="D", ham_steps=ham_steps)
+        self.context = context_block(context, ch, role="D", ham=ham)
         self.block2 = DBlock(ch, ch, down=True)          # 16 -> 8
         self.block3, self.block4 = DBlock(ch, ch, down=False), DBlock(ch, ch, down=False)
         self.linear = spectral_norm(nn.Linear(ch, 1))
@@ -108,3 +113,10 @@ class EMA(nn.Module):
                 v.lerp_(src[k], 1.0 - self.decay)
             else:
                 v.copy_(src[k])
+
+
+def from_config(cfg: GANConfig, num_classes: int = 10) -> Tuple[Generator, Discriminator]:
+    """G and D that a :class:`~hamlib.gan.config.GANConfig` describes (context and ham included)."""
+    ham = cfg.ham()
+    return (Generator(cfg.z_dim, cfg.g_ch, num_classes, cfg.context, ham),
+            Discriminator(cfg.d_ch, num_classes, cfg.context, ham))

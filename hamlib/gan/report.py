@@ -1,21 +1,27 @@
 """Collect HamGAN runs (Geng et al., ICLR 2021, arXiv 2109.04553) into small, committable book artefacts.
 
-``python -m hamlib.gan report runs/hamgan/cpu-* --out book/results/hamgan --classifier runs/hamgan/classifier.pt``
-copies each run's ``metrics.json`` and final sample grid, adds the classifier's record and a real-vs-real
-classifier-FID floor (same number of images), and writes ``summary.json`` (with provenance) and ``curves.png``.
+``python -m hamlib.gan report runs/hamgan/cpu-* --out book/results/hamgan --classifier runs/hamgan/classifier``
+copies each run's metrics and final sample grid, adds the classifier's record and a real-vs-real
+classifier-FID floor (same number of images), and writes ``summary.json`` (with provenance); the CLI then
+draws ``curves.png`` with :mod:`hamlib.viz.reports`. Data only: nothing here imports matplotlib, and no
+checkpoint is unpickled beyond tensors (an unfinished run is read from its ``config.json``, ``log.jsonl`` and
+the checked checkpoint reader).
 """
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 
-from ..train import provenance, read_json, write_json
+from ..measure import count_params
+from ..train import RunDir, provenance, read_checkpoint, write_json
+from .config import GANConfig
 from .fid import OFFLINE_LABEL, feature_stats, frechet_distance
+from .models import from_config
 
-__all__ = ["real_fid_floor", "make_report"]
+__all__ = ["real_fid_floor", "load_run", "collect_runs", "make_report"]
 
 
 @torch.no_grad()
@@ -36,106 +42,91 @@ def real_fid_floor(classifier: Path, n: int, data_root: Optional[str] = None) ->
     return frechet_distance(*s[0], *s[1])
 
 
-def _curves(runs: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..viz import COLORS, book_style
-
-    book_style()
-    colors = {"none": COLORS["none"], "attention": COLORS["attention"], "hamburger": COLORS["nmf"]}
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
-    for c, m in runs.items():
-        h = m["history"]
-        ax[0].plot([r["step"] for r in h], [r["d_loss"] for r in h], color=colors[c], label=f"{c}: D")
-        ax[0].plot([r["step"] for r in h], [r["g_loss"] for r in h], color=colors[c], ls="--", label=f"{c}: G")
-        e = [r for r in m["evals"] if "classifier_fid" in r]
-        ax[1].plot([r["step"] for r in e], [r["classifier_fid"] for r in e], "o-", color=colors[c], label=c)
-    ax[0].set(xlabel="training step", ylabel="hinge loss", title="losses (CPU, reduced scale)")
-    ax[1].set(xlabel="training step", ylabel="classifier-FID (offline)", title="classifier-FID of EMA G, lower is better")
-    ax[0].legend(fontsize=7, ncol=3)
-    ax[1].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def _load_run(d: Path, at_step: Optional[int]) -> dict:
-    """A run's metrics: ``metrics.json`` of a finished run, else the state in its last checkpoint; with
-    ``at_step``, cut back to that step (which must be an evaluation step)."""
-    if (d / "metrics.json").is_file():
-        m = read_json(d / "metrics.json")
-    elif (d / "last.pt").is_file():  # unfinished run: rebuild the record from the checkpoint
-        from .presets import GANConfig
-        from .train import build_models
-
-        ck = torch.load(d / "last.pt", map_location="cpu", weights_only=False)
-        st, cfg = ck["extra"]["state"], dict(ck["extra"]["config"])
-        cfg["betas"] = tuple(cfg["betas"])
-        G, D = build_models(GANConfig(**cfg), ck["extra"]["context"])
-        m = {"context": ck["extra"]["context"], "steps": st["step"], "config": st["config"],
-             "sec_per_step": st["train_time_s"] / max(1, st["step"]), "train_time_s": st["train_time_s"],
-             "params_G": sum(p.numel() for p in G.parameters()), "params_D": sum(p.numel() for p in D.parameters()),
-             "memory": st.get("memory", {}), "history": st["history"], "evals": st["evals"],
-             "provenance": provenance(note=f"rebuilt from {d.name}/last.pt of an unfinished run")}
+def load_run(d: Path, at_step: Optional[int] = None) -> dict:
+    """A run's metrics: ``metrics.json`` of a finished run, else rebuilt from its ``config.json``, ``log.jsonl``
+    and checkpoint; with ``at_step``, cut back to that step (which must be an evaluation step)."""
+    run = RunDir(d)
+    if run.metrics_path.is_file():
+        m = run.metrics()
+    elif run.checkpoint.is_file():  # unfinished run
+        cfg = run.config(GANConfig)
+        extra = read_checkpoint(run.checkpoint)["extra"]
+        G, D = from_config(cfg)
+        log = run.history()
+        step = max((r["step"] for r in log), default=0)
+        m = {"context": cfg.context, "iters": step, "config": cfg.to_dict(),
+             "sec_per_iter": extra["train_wall_s"] / max(1, step), "train_wall_s": extra["train_wall_s"],
+             "params_G": count_params(G), "params_D": count_params(D), "memory": extra.get("memory", {}),
+             "history": [r for r in log if "d_loss" in r], "evals": [r for r in log if "d_loss" not in r],
+             "provenance": provenance(note=f"rebuilt from {run.path.name}/ of an unfinished run")}
     else:
-        raise FileNotFoundError(f"no metrics.json or last.pt in {d}; has the run started?")
+        raise FileNotFoundError(f"no {RunDir.METRICS} or {RunDir.CHECKPOINT} in {d}; has the run started?")
     if at_step is not None:
         if not any(e["step"] == at_step for e in m["evals"]):
             raise ValueError(f"{d} has no evaluation at step {at_step}; it has {[e['step'] for e in m['evals']]}")
         m["history"] = [h for h in m["history"] if h["step"] <= at_step]
         m["evals"] = [e for e in m["evals"] if e["step"] <= at_step]
-        m["steps_run"], m["steps"] = m["steps"], at_step
-        fids = [e["classifier_fid"] for e in m["evals"] if "classifier_fid" in e]
-        m["final_classifier_fid"] = fids[-1] if fids else None
+        m["iters_run"], m["iters"] = m["iters"], at_step
+    fids = [e["classifier_fid"] for e in m["evals"] if "classifier_fid" in e]
+    m["final_classifier_fid"] = fids[-1] if fids else None
     m["fid_label"] = OFFLINE_LABEL
     return m
+
+
+def collect_runs(run_dirs: Sequence[Path], at_step: Optional[int] = None) -> Dict[str, dict]:
+    """``{context: metrics}`` of the runs (see :func:`load_run`), in the given order."""
+    runs = {}
+    for d in map(Path, run_dirs):
+        m = load_run(d, at_step)
+        runs[m["context"]] = m
+    return runs
 
 
 def make_report(run_dirs: Sequence[Path], out: Path, *, classifier: Optional[Path] = None,
                 data_root: Optional[str] = None, label: str = "CPU, reduced scale",
                 at_step: Optional[int] = None) -> dict:
-    """Copy metrics and samples of ``run_dirs`` into ``out`` and write ``summary.json`` and ``curves.png``.
+    """Copy metrics and samples of ``run_dirs`` into ``out`` and write ``summary.json``; returns the summary.
 
     Args:
-        run_dirs: run folders written by :func:`hamlib.gan.train.train_gan`.
+        run_dirs: run folders written by :func:`hamlib.gan.train.train`.
         out: the artefact folder (e.g. ``book/results/hamgan``).
-        classifier: ``classifier.pt``; adds its record and the real-vs-real classifier-FID floor.
+        classifier: the classifier's run folder (or weights); adds its record and the real-vs-real
+            classifier-FID floor.
         at_step: compare all runs at this evaluation step (e.g. when one run could not finish); the
-            seconds per step then average over what each run trained.
+            seconds per iteration then average over what each run trained.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    runs, rows = {}, []
-    for d in map(Path, run_dirs):
-        m = _load_run(d, at_step)
-        c = m["context"]
-        runs[c] = m
+    rows = []
+    runs = collect_runs(run_dirs, at_step)
+    for d, (c, m) in zip(map(Path, run_dirs), runs.items()):
         write_json(out / f"metrics_{c}.json", m)
-        grid = d / f"samples_{m['steps']:06d}.png"
-        shutil.copyfile(grid if grid.is_file() else sorted(d.glob("samples_*.png"))[-1], out / f"samples_{c}.png")
-        rows.append({"context": c, "steps": m["steps"], "steps_run": m.get("steps_run", m["steps"]),
+        grids = sorted((d / "samples").glob("samples_*.png"))
+        grid = d / "samples" / f"samples_{m['iters']:06d}.png"
+        if grid.is_file() or grids:
+            shutil.copyfile(grid if grid.is_file() else grids[-1], out / f"samples_{c}.png")
+        rows.append({"context": c, "iters": m["iters"], "iters_run": m.get("iters_run", m["iters"]),
                      "classifier_fid": m["final_classifier_fid"],
                      "best_classifier_fid": min((e["classifier_fid"] for e in m["evals"] if "classifier_fid" in e),
                                                 default=None),
-                     "sec_per_step": m["sec_per_step"], "train_time_s": m["train_time_s"],
+                     "sec_per_iter": m["sec_per_iter"], "train_wall_s": m["train_wall_s"],
                      "params_G": m["params_G"], "params_D": m["params_D"],
                      "saved_MiB_G_step": m["memory"]["saved_tensor_bytes_G_step"] / 2 ** 20,
                      "saved_MiB_D_step": m["memory"]["saved_tensor_bytes_D_step"] / 2 ** 20,
-                     "gate_G": m["evals"][-1].get("gate_G"), "gate_D": m["evals"][-1].get("gate_D"),
+                     "gate_G": m["evals"][-1].get("gate_G") if m["evals"] else None,
+                     "gate_D": m["evals"][-1].get("gate_D") if m["evals"] else None,
                      "device": m["provenance"]["device"], "date": m["provenance"]["date"]})
     summary = {"label": label, "fid_label": OFFLINE_LABEL, "rows": rows, "at_step": at_step,
                "config": next(iter(runs.values()))["config"] if runs else None}
     if classifier is not None:
-        clf_json = Path(classifier).with_suffix(".json")
-        if clf_json.is_file():
-            summary["classifier"] = read_json(clf_json)
-            shutil.copyfile(clf_json, out / "classifier.json")
+        clf = Path(classifier)
+        clf_run = RunDir(clf if clf.is_dir() else clf.parent)
+        if clf_run.metrics_path.is_file():
+            rec = clf_run.metrics()
+            summary["classifier"] = {k: v for k, v in rec.items() if k != "history"}
+            write_json(out / "classifier.json", summary["classifier"])
         n = summary["config"]["n_eval"]
-        summary["real_vs_real_classifier_fid"] = {"n": n, "fid": real_fid_floor(Path(classifier), n, data_root)}
+        summary["real_vs_real_classifier_fid"] = {"n": n, "fid": real_fid_floor(clf, n, data_root)}
     summary["provenance"] = provenance()
     write_json(out / "summary.json", summary)
-    if runs:
-        _curves(runs, out / "curves.png")
     return summary

@@ -1,51 +1,48 @@
 """The HamGAN training loop (Geng et al., ICLR 2021, arXiv 2109.04553): hinge loss, Adam(beta1=0) with two
-time-scale learning rates, EMA of G, exact resume, sample grids, classifier-FID, metrics JSON with provenance.
+time-scale learning rates, EMA of G, exact resume, sample grids, classifier-FID, metrics with provenance.
+
+Everything around the loop (config, run folder, resume rule, log, checkpoints) is :mod:`hamlib.train`'s; the
+measurements are :mod:`hamlib.measure`'s. Evaluation runs inside a forked RNG state on every device used,
+so training draws the same latents and NMF bases whether or not (and how often) it evaluates.
 """
 from __future__ import annotations
 
-import resource
-import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
-from ..train import load_checkpoint, provenance, read_json, save_checkpoint, seed_everything, write_json
+from ..measure import count_params, max_rss_bytes, saved_tensor_bytes
+from ..train import RunDir, Timer, provenance, seed_everything
 from .classifier import load_classifier
-from .data import REPO_ROOT, load_cifar10, load_mnist, sample_batch, synthetic_shapes, to_tensor
+from .config import GANConfig
+from .data import load_cifar10, load_mnist, sample_batch, synthetic_shapes, to_tensor
 from .fid import OFFLINE_LABEL, feature_stats, frechet_distance, inception_fid
 from .losses import d_hinge_loss, g_hinge_loss
-from .models import EMA, Discriminator, Generator
-from .presets import GANConfig
+from .models import EMA, from_config
 
-__all__ = ["load_data", "build_models", "save_grid", "saved_tensor_bytes", "train_gan"]
+__all__ = ["load_data", "save_grid", "train", "eval_rng"]
 
 
 def load_data(cfg: GANConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Training images (N, 3, 32, 32) in [-1, 1] and labels (N,) for ``cfg.data``."""
+    """Training images (N, 3, 32, 32) in [-1, 1] and labels (N,) for ``cfg.data``.
+
+    Raises:
+        FileNotFoundError: the configured data set is missing (never silently replaced by synthetic data);
+            the message says how to get it (``download=True``, ``HAMLIB_DATA`` or ``data_root``).
+    """
     if cfg.data == "cifar10":
-        x, y = load_cifar10(cfg.data_root, "train")
+        x, y = load_cifar10(cfg.data_root, "train", download=cfg.download)
     elif cfg.data == "mnist":
-        x, y = load_mnist(cfg.data_root or REPO_ROOT.parent / "shared" / "data" / "mnist", "test")
-    elif cfg.data == "shapes":
-        x, y = synthetic_shapes(cfg.n_train or 2_000, seed=cfg.seed)
+        x, y = load_mnist(cfg.data_root, "test", download=cfg.download)
     else:
-        raise ValueError(f"data must be 'cifar10', 'mnist' or 'shapes'; got {cfg.data!r}")
-    if cfg.n_train:
-        x, y = x[:cfg.n_train] if cfg.data == "shapes" else x[_spread(len(x), cfg.n_train)], \
-            y[:cfg.n_train] if cfg.data == "shapes" else y[_spread(len(y), cfg.n_train)]
+        x, y = synthetic_shapes(cfg.n_train or 2_000, seed=cfg.seed)
+    if cfg.n_train and cfg.data != "shapes":
+        keep = np.random.default_rng(0).permutation(len(x))[:cfg.n_train]  # a fixed random subset, all classes
+        x, y = x[keep], y[keep]
     return to_tensor(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
-
-
-def _spread(n: int, k: int) -> np.ndarray:
-    return np.random.default_rng(0).permutation(n)[:k]  # a fixed random subset, all classes
-
-
-def build_models(cfg: GANConfig, context: str, num_classes: int = 10) -> tuple[Generator, Discriminator]:
-    """G and D of a preset with the given context module (``"none"``, ``"attention"``, ``"hamburger"``)."""
-    return (Generator(cfg.z_dim, cfg.g_ch, num_classes, context, cfg.ham_steps),
-            Discriminator(cfg.d_ch, num_classes, context, cfg.ham_steps))
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 10) -> Path:
@@ -61,27 +58,26 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 10) -> Path:
         grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + c * (w + 1):1 + c * (w + 1) + w] = x[i]
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(path)
+    path.chmod(0o644)
     return path
 
 
-class saved_tensor_bytes(torch.autograd.graph.saved_tensors_hooks):
-    """Count the bytes autograd saves for backward (distinct storages) inside the ``with`` block: ``.bytes``."""
+def eval_rng(device: torch.device, seed: int):
+    """A context in which every RNG of ``device`` (CPU and all CUDA devices) is forked and re-seeded with
+    ``seed``; on exit training's RNG states are restored, so evaluation never shifts training's draws."""
+    devices = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
 
-    def __init__(self) -> None:
-        self.bytes, self._seen = 0, set()
+    class _Ctx:
+        def __enter__(self):
+            self._fork = torch.random.fork_rng(devices=devices)
+            self._fork.__enter__()
+            torch.manual_seed(seed)  # CPU and every CUDA device
+            return self
 
-        def pack(t):
-            s = t.untyped_storage()
-            if s.data_ptr() not in self._seen:
-                self._seen.add(s.data_ptr())
-                self.bytes += s.nbytes()
-            return t
+        def __exit__(self, *exc):
+            return self._fork.__exit__(*exc)
 
-        super().__init__(pack, lambda t: t)
-
-    def __enter__(self) -> "saved_tensor_bytes":
-        super().__enter__()
-        return self
+    return _Ctx()
 
 
 def _gate(module) -> Optional[float]:
@@ -89,62 +85,57 @@ def _gate(module) -> Optional[float]:
     return None if g is None else float(g.detach())
 
 
-def train_gan(cfg: GANConfig, context: str, out: Path, *, classifier: Optional[Path] = None,
-              device: Optional[str] = None, preset: Optional[str] = None, inception: bool = False,
-              progress: bool = True, data: Optional[tuple] = None) -> dict:
-    """Train (or resume from ``out/last.pt``) one HamGAN variant; returns and writes ``out/metrics.json``.
+def train(cfg: GANConfig, run_dir, *, resume: bool = True, device: Optional[str] = None,
+          preset: Optional[str] = None, progress: bool = True, data: Optional[tuple] = None) -> dict:
+    """Train (or resume) one HamGAN run in ``run_dir``; returns the record also written to ``metrics.json``.
 
     Args:
-        cfg: the run's configuration (see :mod:`hamlib.gan.presets`).
-        context: ``"none"``, ``"attention"`` or ``"hamburger"``.
-        out: run folder (checkpoint ``last.pt``, ``samples_STEP.png``, ``metrics.json``).
-        classifier: ``classifier.pt`` for the classifier-FID; None skips the FID.
-        device: torch device (default: CUDA when available).
+        cfg: the run's configuration, context module included (see :mod:`hamlib.gan.config`).
+        run_dir: the run folder (:class:`hamlib.train.RunDir`; samples go to ``samples/``).
+        resume: continue the run in ``run_dir``; a run of another config there is refused. False starts afresh.
+        device: torch device (default: CUDA when available). preset: name recorded in the provenance.
         data: optional (x (N, 3, 32, 32), y (N,)) overriding ``cfg.data``.
     """
     from tqdm.auto import tqdm
 
-    out, device = Path(out), torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    run = RunDir(run_dir)
+    has_ckpt = run.start(cfg, resume=resume)
+    clf = load_classifier(cfg.classifier, device=device) if cfg.classifier else None  # checked before training
     seed_everything(cfg.seed)
     x, y = data if data is not None else load_data(cfg)
     x, y = x.to(device), y.to(device)
-    G, D = (m.to(device) for m in build_models(cfg, context, int(y.max()) + 1))
+    G, D = (m.to(device) for m in from_config(cfg, int(y.max()) + 1))
     ema = EMA(G, cfg.ema_decay)
     opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=cfg.betas)
-    state = {"step": 0, "history": [], "evals": [], "train_time_s": 0.0, "config": cfg.to_dict()}
-    if (out / "last.pt").is_file():
-        extra = torch.load(out / "last.pt", map_location="cpu", weights_only=False).get("extra", {})
-        if extra.get("config") != cfg.to_dict() or extra.get("context") != context:
-            raise ValueError(f"{out / 'last.pt'} was written with another config/context "
-                             f"({extra.get('context')!r}); use a new --out")
-        ck = load_checkpoint(out / "last.pt", model=G, optimizer=opt_g, D=D, ema=ema, map_location=device)
-        opt_d.load_state_dict(ck["extra"]["opt_d"])
-        state = ck["extra"]["state"]
-    clf = load_classifier(classifier).to(device) if classifier else None
+    models, optimizers = {"G": G, "D": D, "ema": ema}, {"G": opt_g, "D": opt_d}
+    step, timer, memory = 0, Timer(), {}
+    if has_ckpt:
+        ck = run.load(models=models, optimizers=optimizers, map_location=device)
+        step, timer, memory = ck["step"], Timer(ck["extra"]["train_wall_s"]), ck["extra"]["memory"]
     real_stats = None
     if clf is not None:  # stats of n_eval real training images (a fixed subset)
-        idx = torch.from_numpy(_spread(len(x), min(cfg.n_eval, len(x)))).to(device)
+        idx = torch.from_numpy(np.random.default_rng(0).permutation(len(x))[:min(cfg.n_eval, len(x))]).to(device)
         real_stats = feature_stats(clf.features, lambda i, b: x[idx[i:i + b]], len(idx))
     z_eval = torch.randn(max(cfg.n_eval, 100), cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 1))
     y_eval = torch.arange(len(z_eval)) % G.num_classes
 
     def evaluate(step: int) -> None:
-        with torch.random.fork_rng(devices=[]), torch.no_grad():  # evaluation never perturbs training's RNG
-            torch.manual_seed(cfg.seed + 2)
+        with eval_rng(device, cfg.seed + 2), torch.no_grad():
             gen = lambda i, b: ema.model(z_eval[i:i + b].to(device), y_eval[i:i + b].to(device))
             rec = {"step": step, "gate_G": _gate(ema.model), "gate_D": _gate(D)}
             if clf is not None:
                 rec["classifier_fid"] = frechet_distance(*feature_stats(clf.features, gen, cfg.n_eval), *real_stats)
             order = torch.arange(100).view(10, 10).t().reshape(-1)  # one class per column
-            save_grid(gen(0, 100)[order], out / f"samples_{step:06d}.png")
-        state["evals"].append(rec)
+            save_grid(gen(0, 100)[order], run.samples / f"samples_{step:06d}.png")
+        run.log(rec)
 
-    bar = tqdm(range(state["step"], cfg.steps), desc=f"HamGAN[{context}]", disable=not progress,
-               initial=state["step"], total=cfg.steps)
+    done = step
+    bar = tqdm(range(step, cfg.iters), desc=f"HamGAN[{cfg.context}]", disable=not progress, initial=step,
+               total=cfg.iters)
     for step in bar:
         G.train(), D.train()
-        t0 = time.time()
         xr, yr = sample_batch(x, y, cfg.batch_size, step, cfg.seed)
         z, yf = torch.randn(cfg.batch_size, cfg.z_dim, device=device), torch.randint(G.num_classes, (cfg.batch_size,), device=device)
         with saved_tensor_bytes() as sd:
@@ -162,38 +153,45 @@ def train_gan(cfg: GANConfig, context: str, out: Path, *, classifier: Optional[P
         g_loss.backward()
         opt_g.step()
         ema.update(G)
-        state["train_time_s"] += time.time() - t0
-        state["memory"] = {"saved_tensor_bytes_D_step": sd.bytes, "saved_tensor_bytes_G_step": sg.bytes,
-                           "peak_rss_bytes_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+        memory = {"saved_tensor_bytes_D_step": sd.bytes, "saved_tensor_bytes_G_step": sg.bytes}
         done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            state["history"].append({"step": done, "d_loss": d_loss.item(), "g_loss": g_loss.item(),
-                                     "d_real": d_real.mean().item(), "d_fake": d_fake.mean().item(),
-                                     "gate_G": _gate(G), "gate_D": _gate(D)})
+        if done % cfg.log_every == 0 or done == cfg.iters:
+            run.log({"step": done, "d_loss": d_loss.item(), "g_loss": g_loss.item(), "d_real": d_real.mean().item(),
+                     "d_fake": d_fake.mean().item(), "gate_G": _gate(G), "gate_D": _gate(D)})
             bar.set_postfix(d=f"{d_loss.item():.3f}", g=f"{g_loss.item():.3f}")
-        if done % cfg.eval_every == 0 or done == cfg.steps:
+        if done % cfg.eval_every == 0 or done == cfg.iters:
             evaluate(done)
-        state["step"] = done
-        if done % cfg.ckpt_every == 0 or done == cfg.steps:
-            save_checkpoint(out / "last.pt", model=G, optimizer=opt_g, step=done, D=D, ema=ema,
-                            extra={"config": cfg.to_dict(), "context": context, "opt_d": opt_d.state_dict(),
-                                   "state": state})
-    return _finish(cfg, context, out, state, device, preset, G, D, ema, inception)
+        if done % cfg.ckpt_every == 0 or done == cfg.iters:
+            run.save(done, models=models, optimizers=optimizers,
+                     extra={"train_wall_s": timer.elapsed, "memory": memory})
+    return _finish(cfg, run, done, timer.elapsed, memory, device, preset, G, D, ema)
 
 
-def _finish(cfg, context, out, state, device, preset, G, D, ema, inception) -> dict:
-    fids = [e["classifier_fid"] for e in state["evals"] if "classifier_fid" in e]
-    n_params = lambda m: sum(p.numel() for p in m.parameters())
-    res = {"context": context, "steps": state["step"], "config": state["config"],
+def _finish(cfg: GANConfig, run: RunDir, steps: int, wall: float, memory: dict, device: torch.device,
+            preset: Optional[str], G, D, ema) -> dict:
+    log = run.history()
+    history = [r for r in log if "d_loss" in r]
+    evals = [r for r in log if "d_loss" not in r]
+    fids = [e["classifier_fid"] for e in evals if "classifier_fid" in e]
+    res = {"context": cfg.context, "iters": steps, "config": cfg.to_dict(),
            "final_classifier_fid": fids[-1] if fids else None, "fid_label": OFFLINE_LABEL,
-           "sec_per_step": state["train_time_s"] / max(1, state["step"]), "train_time_s": state["train_time_s"],
-           "params_G": n_params(G), "params_D": n_params(D), "memory": dict(state.get("memory", {})),
-           "history": state["history"], "evals": state["evals"]}
+           "sec_per_iter": wall / max(1, steps), "train_wall_s": wall,
+           "params_G": count_params(G), "params_D": count_params(D),
+           "memory": {**memory, "peak_rss_bytes_process": max_rss_bytes()}, "history": history, "evals": evals}
+    if not cfg.classifier:
+        res["skipped"] = {"classifier_fid": "no classifier given (--set classifier=RUN_DIR); train one with "
+                                            "python -m hamlib.gan classifier"}
     if device.type == "cuda":
         res["memory"]["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
-    if inception:
-        with torch.no_grad():
-            res["inception"] = inception_fid(lambda b: ema.model(*G.sample(b)), 10_000)
-    res["provenance"] = provenance(device=device, preset=preset, wall_time_s=state["train_time_s"])
-    write_json(out / "metrics.json", res)
+    if cfg.inception:
+        with eval_rng(device, cfg.seed + 3):
+            inc = inception_fid(lambda b: ema.model(*G.sample(b)), 10_000)
+        if "skipped" in inc:
+            warnings.warn(f"Inception FID skipped: {inc['skipped']}", RuntimeWarning, stacklevel=2)
+            res.setdefault("skipped", {})["inception_fid"] = inc["skipped"]
+        else:
+            res["inception"] = inc
+    res["provenance"] = provenance(device=device, preset=preset, wall_time_s=wall)
+    run.write_metrics(res)
+    run.export_weights({"G": G, "ema": ema.model}, cfg=cfg)
     return res

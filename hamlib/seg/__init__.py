@@ -4,17 +4,18 @@ Geng et al., "Is Attention Better Than Matrix Decomposition?", ICLR 2021, arXiv 
 Run ``python -m hamlib.seg --help``.
 """
 from .backbone import ResNet, load_pretrained, resnet
+from .config import PRESETS, SegConfig, get_preset
 from .data import (CAMVID_CLASSES, IGNORE_INDEX, VOC_CLASSES, CamVid, SegDataset, SyntheticShapes, VOCSegmentation,
                    download_and_extract)
-from .evaluate import count_flops, count_params, evaluate, head_cost, latency, predict
+from .evaluate import evaluate, head_cost, predict
 from .heads import HEADS, ContextHead, LightHamHead, build_head
 from .metrics import ConfusionMatrix, confusion_matrix, scores
-from .model import SegModel, build_model
-from .presets import PRESETS, SegConfig, get_preset
-from .train import build_data, build_from_config, train
+from .model import SegModel, build_model, from_config
+from .train import train
+from .transforms import build_data, class_names
 
 __all__ = ["ResNet", "resnet", "load_pretrained", "CamVid", "VOCSegmentation", "SyntheticShapes", "SegDataset",
            "download_and_extract", "IGNORE_INDEX", "CAMVID_CLASSES", "VOC_CLASSES", "evaluate", "predict",
-           "count_flops", "count_params", "latency", "head_cost", "HEADS", "ContextHead", "LightHamHead",
-           "build_head", "ConfusionMatrix", "confusion_matrix", "scores", "SegModel", "build_model", "PRESETS",
-           "SegConfig", "get_preset", "build_data", "build_from_config", "train"]
+           "head_cost", "HEADS", "ContextHead", "LightHamHead", "build_head", "ConfusionMatrix", "confusion_matrix",
+           "scores", "SegModel", "build_model", "from_config", "PRESETS", "SegConfig", "get_preset", "build_data",
+           "class_names", "train"]

@@ -6,16 +6,16 @@ mode (``eval_seed``), so evaluation is deterministic.
 """
 from __future__ import annotations
 
-import time
 from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..measure import count_flops, count_params, time_fn
 from .metrics import ConfusionMatrix
 
-__all__ = ["predict", "evaluate", "count_params", "count_flops", "latency", "head_cost"]
+__all__ = ["predict", "evaluate", "head_cost"]
 
 
 @torch.no_grad()
@@ -54,52 +54,22 @@ def evaluate(model: nn.Module, loader, num_classes: int, *, device: torch.device
     return cm.scores(class_names)
 
 
-def count_params(module: nn.Module) -> int:
-    """Number of parameters."""
-    return sum(p.numel() for p in module.parameters())
-
-
-@torch.no_grad()
-def count_flops(module: nn.Module, *inputs) -> int:
-    """FLOPs of one forward pass (torch's FlopCounterMode: 2 per multiply-add of matmuls and convs)."""
-    from torch.utils.flop_counter import FlopCounterMode
-    was = module.training
-    module.eval()
-    with FlopCounterMode(display=False) as fc:
-        module(*inputs)
-    module.train(was)
-    return int(fc.get_total_flops())
-
-
-@torch.no_grad()
-def latency(module: nn.Module, *inputs, repeats: int = 10, warmup: int = 2) -> float:
-    """Median forward time in milliseconds (eval mode)."""
-    was = module.training
-    module.eval()
-    times = []
-    cuda = next(module.parameters()).is_cuda
-    for i in range(warmup + repeats):
-        if cuda:
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        module(*inputs)
-        if cuda:
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append((time.perf_counter() - t) * 1e3)
-    module.train(was)
-    return float(sorted(times)[len(times) // 2])
-
-
 def head_cost(model: nn.Module, image_size, *, device: torch.device | str = "cpu", repeats: int = 10) -> Dict:
-    """Params, FLOPs and latency of the decode head alone, on the backbone features of one image."""
+    """Params, FLOPs and latency of the decode head alone, on the backbone features of one image (eval mode).
+
+    Measured with :mod:`hamlib.measure`: all parameters, FLOPs of one forward (2 per multiply-add), and the
+    median of ``repeats`` timed forwards after one warm-up.
+    """
     x = torch.randn(1, 3, *image_size, device=device)
     model = model.to(device).eval()
+    head = model.head
     with torch.no_grad():
         feats = model.backbone(x)
-    head = model.head
-    return {"head_params": count_params(head), "head_gflops": count_flops(head, feats) / 1e9,
-            "head_latency_ms": latency(head, feats, repeats=repeats),
+        head_flops = count_flops(lambda: head(feats))
+        model_flops = count_flops(lambda: model(x))
+        lat = time_fn(lambda: head(feats), warmup=1, repeats=repeats, device=device)
+    return {"head_params": count_params(head), "head_gflops": head_flops / 1e9,
+            "head_latency_ms": lat["median_ms"],
             "model_params": count_params(model) - (count_params(model.aux_head) if model.aux_head else 0),
-            "model_gflops": count_flops(model, x) / 1e9, "feature_shape": list(feats["c4"].shape),
+            "model_gflops": model_flops / 1e9, "feature_shape": list(feats["c4"].shape),
             "image_size": list(image_size)}

@@ -15,11 +15,14 @@ from torch import Tensor, nn
 
 from ..attention import SelfAttention2d
 from ..hamburger import Hamburger
-from ..layers import conv_norm_act, make_norm
+from ..layers import conv_norm_act
+from ..train.config import HamOptions
+from .config import HEADS
 
-__all__ = ["ContextHead", "LightHamHead", "FCNAuxHead", "build_head", "HEADS"]
+__all__ = ["ContextHead", "LightHamHead", "FCNAuxHead", "build_head", "HEADS", "DEFAULT_R"]
 
-HEADS = ("fcn", "attention", "ham", "lightham")
+#: Rank r when the ham options leave it open (the Hamburger's default).
+DEFAULT_R = 64
 
 
 class ContextHead(nn.Module):
@@ -58,17 +61,20 @@ class LightHamHead(nn.Module):
     Args:
         in_channels (list of int): channels of the levels in ``keys``. channels (int): ham width.
         num_classes (int). keys (list of str): backbone outputs to fuse. Default: ("c2", "c3", "c4").
-        align_channels (int, optional): default ``channels``. ``**ham_kwargs``: passed to :class:`Hamburger`.
+        align_channels (int, optional): default ``channels``.
+        ham (HamOptions, optional): the ham (kind, rank, steps, gradient, ...). Default: ``HamOptions()``.
     """
 
     def __init__(self, in_channels: Sequence[int], channels: int, num_classes: int, *,
                  keys: Sequence[str] = ("c2", "c3", "c4"), align_channels: Optional[int] = None,
-                 dropout: float = 0.1, md: str = "nmf", **ham_kwargs) -> None:
+                 dropout: float = 0.1, ham: Optional[HamOptions] = None) -> None:
         super().__init__()
+        ham = ham or HamOptions()
         align_channels = align_channels or channels
         self.keys = tuple(keys)
         self.squeeze = conv_norm_act(sum(in_channels), channels, 1, "gn")
-        self.ham = Hamburger(channels, channels, md, version="v1", norm="gn", form="code", **ham_kwargs)
+        self.ham = Hamburger(channels, channels, ham.md, version="v1", norm="gn", form="code",
+                             **ham.kwargs(R=DEFAULT_R))
         self.align = conv_norm_act(channels, align_channels, 1, "gn")
         self.dropout = nn.Dropout2d(dropout)
         self.cls = nn.Conv2d(align_channels, num_classes, 1)
@@ -93,24 +99,31 @@ class FCNAuxHead(nn.Module):
         return self.body(feats[self.key])
 
 
-def build_head(kind: str, in_channels: int, channels: int, num_classes: int, *, md: str = "nmf",
-               level_channels: Optional[Sequence[int]] = None, ham_kwargs: Optional[dict] = None) -> nn.Module:
+def build_head(kind: str, in_channels: int, channels: int, num_classes: int, *,
+               ham: Optional[HamOptions] = None, level_channels: Optional[Sequence[int]] = None) -> nn.Module:
     """A decode head by name: ``"fcn"``, ``"attention"``, ``"ham"`` (HamNet) or ``"lightham"``.
 
-    ``ham_kwargs`` go to :class:`hamlib.Hamburger` (e.g. ``R``, ``train_steps``, ``eval_steps``, ``eval_seed``).
+    Args:
+        kind (str): the head. in_channels (int): channels of the backbone's last feature map.
+        channels (int): head width d. num_classes (int): K.
+        ham (HamOptions, optional): the ham of ``ham``/``lightham`` (``md``, ``R``, ``train_steps``,
+            ``grad``, ``eval_seed``, ...). Default: ``HamOptions()`` (NMF, r = 64).
+        level_channels (list of int, optional): channels of c2, c3, c4 (``lightham`` only).
+
     The HamNet head uses the VOC code's block: V2 (with cheese), no norm after the upper bread, ReLU after
     the skip.
     """
-    ham_kwargs = dict(ham_kwargs or {})
+    ham = ham or HamOptions()
     if kind == "fcn":
         return ContextHead(in_channels, channels, num_classes, None)
     if kind == "attention":
         return ContextHead(in_channels, channels, num_classes, SelfAttention2d(channels, norm="bn"))
     if kind == "ham":
-        ham = Hamburger(channels, channels, md, version="v2", norm="none", form="code", **ham_kwargs)
-        return ContextHead(in_channels, channels, num_classes, ham)
+        block = Hamburger(channels, channels, ham.md, version="v2", norm="none", form="code",
+                          **ham.kwargs(R=DEFAULT_R))
+        return ContextHead(in_channels, channels, num_classes, block)
     if kind == "lightham":
         if not level_channels:
             raise ValueError("head='lightham' needs level_channels (channels of c2, c3, c4)")
-        return LightHamHead(level_channels, channels, num_classes, md=md, **ham_kwargs)
+        return LightHamHead(level_channels, channels, num_classes, ham=ham)
     raise ValueError(f"head must be one of {HEADS}; got {kind!r}")

@@ -10,10 +10,12 @@ from typing import Dict, Optional, Tuple, Union
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..train.config import HamOptions
 from .backbone import ResNet, load_pretrained, resnet
+from .config import SegConfig
 from .heads import FCNAuxHead, build_head
 
-__all__ = ["SegModel", "build_model"]
+__all__ = ["SegModel", "build_model", "from_config"]
 
 
 class SegModel(nn.Module):
@@ -43,17 +45,18 @@ class SegModel(nn.Module):
 
 
 def build_model(num_classes: int, *, backbone: str = "resnet50", width: Optional[int] = None,
-                head: str = "ham", channels: int = 512, md: str = "nmf", aux: bool = False,
-                pretrained: Optional[str] = None, ham_kwargs: Optional[dict] = None) -> SegModel:
+                head: str = "ham", channels: int = 512, ham: Optional[HamOptions] = None, aux: bool = False,
+                pretrained: Optional[str] = None) -> SegModel:
     """Build a segmentation model.
 
     Args:
         num_classes (int): classes. backbone (str): ``resnet18/34/50/101`` or ``tiny``. width (int, optional):
             backbone base width. head (str): ``fcn``, ``attention``, ``ham`` or ``lightham``.
-        channels (int): head width (512 in HamNet). md (str): ham for ``ham``/``lightham``.
+        channels (int): head width (512 in HamNet).
+        ham (HamOptions, optional): the ham of ``ham``/``lightham`` heads (``md``, ``R``, ``train_steps``,
+            ``eval_steps``, ``grad``, ``eval_seed``, ...). Default: ``HamOptions()``.
         aux (bool): add the auxiliary FCN head on stage 3 (loss weight set in training).
         pretrained (str, optional): torchvision name or ``.pth`` path of ImageNet weights for the backbone.
-        ham_kwargs (dict, optional): passed to :class:`hamlib.Hamburger` (R, train_steps, eval_seed, ...).
     """
     bb = resnet(backbone, width=width)
     if pretrained:
@@ -61,7 +64,12 @@ def build_model(num_classes: int, *, backbone: str = "resnet50", width: Optional
     exp = bb.block.expansion
     w = bb.conv1.out_channels
     levels = [w * 2 * exp, w * 4 * exp, w * 8 * exp]
-    h = build_head(head, bb.out_channels, channels, num_classes, md=md, level_channels=levels,
-                   ham_kwargs=ham_kwargs)
+    h = build_head(head, bb.out_channels, channels, num_classes, ham=ham, level_channels=levels)
     a = FCNAuxHead(bb.aux_channels, max(channels // 2, 16), num_classes) if aux else None
     return SegModel(bb, h, a)
+
+
+def from_config(cfg: SegConfig) -> SegModel:
+    """The model a :class:`~hamlib.seg.config.SegConfig` describes (what trainer, eval and report all build)."""
+    return build_model(cfg.num_classes, backbone=cfg.backbone, width=cfg.width, head=cfg.head,
+                       channels=cfg.channels, ham=cfg.ham(), aux=cfg.aux_weight > 0, pretrained=cfg.pretrained)

@@ -3,21 +3,24 @@
 The HamNet recipe (Geng et al., ICLR 2021, arXiv 2109.04553): random scale, pad with the ignore label,
 random crop, horizontal flip, ImageNet normalisation. Every random transform takes an explicit
 ``torch.Generator``, so :class:`SeededView` can give sample i in epoch e the same augmentation in any
-worker and after any resume.
+worker and after any resume. :func:`build_data` is the data pipeline a :class:`SegConfig` describes (used by
+the trainer, ``eval`` and the report alike).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .data import IGNORE_INDEX
+from ..train.download import data_root
+from .config import SegConfig
+from .data import CAMVID_CLASSES, IGNORE_INDEX, VOC_CLASSES, CamVid, SyntheticShapes, VOCSegmentation
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "resize_pair", "random_scale", "pad_crop", "random_flip", "normalize",
-           "TrainTransform", "EvalTransform", "SeededView"]
+           "TrainTransform", "EvalTransform", "SeededView", "build_data", "class_names"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -130,3 +133,29 @@ class SeededView(Dataset):
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 1_000_003 + i)
         img, lab = self.dataset.load(i)
         return self.transform(img, lab, g)
+
+
+def _dataset(cfg: SegConfig, split: str, limit: Optional[int]):
+    if cfg.dataset == "synthetic":
+        n = cfg.synthetic_n if split == "train" else max(cfg.synthetic_n // 4, 8)
+        seed = {"train": 0, "val": 1, "test": 2}.get(split, 3) + 10 * cfg.seed
+        return SyntheticShapes(limit or n, cfg.synthetic_size, cfg.num_classes, seed=seed)
+    root = cfg.data_root or data_root(cfg.dataset)
+    if cfg.dataset == "camvid":
+        return CamVid(root, split, download=cfg.download, limit=limit)
+    return VOCSegmentation(root, split, download=cfg.download, limit=limit)
+
+
+def class_names(cfg: SegConfig) -> List[str]:
+    """Names of the ``cfg.num_classes`` classes (``class0``, ... for the synthetic set)."""
+    return list({"camvid": CAMVID_CLASSES, "voc": VOC_CLASSES}.get(cfg.dataset,
+                [f"class{i}" for i in range(cfg.num_classes)]))
+
+
+def build_data(cfg: SegConfig, split: str, *, train: bool = False):
+    """The dataset of ``split``: a :class:`SeededView` with random augmentation if ``train``, else eval-transformed."""
+    ds = _dataset(cfg, split, cfg.limit if train else cfg.val_limit)
+    if train:
+        return SeededView(ds, TrainTransform(cfg.crop, cfg.scales, resize=cfg.resize), seed=cfg.seed)
+    ds.transform = EvalTransform(cfg.resize)
+    return ds

@@ -7,7 +7,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -69,15 +68,11 @@ def provenance(*, device: torch.device | str | None = None, preset: Optional[str
 
 
 def write_json(path: os.PathLike, data: Any) -> Path:
-    """Write ``data`` as indented JSON atomically (a killed job never leaves a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    """Write ``data`` as indented JSON atomically (mode 0644; a killed job never leaves a half-written file)."""
+    from .checkpoint import atomic_write
+
+    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+    return atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def read_json(path: os.PathLike) -> Any:
