@@ -34,11 +34,17 @@ CHECK_MODES = (True, False, "always")
 def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
     """A context that disables autocast for ``device_type`` if it is on (the solvers need float32)."""
     try:
-        if torch.is_autocast_enabled(device_type):
-            return torch.autocast(device_type=device_type, enabled=False)
-    except (RuntimeError, ValueError, TypeError):  # a device type without autocast support
-        pass
-    return contextlib.nullcontext()
+        enabled = torch.is_autocast_enabled(device_type)
+    except TypeError:           # torch < 2.4 has no per-device query: disable unconditionally
+        enabled = True
+    except (RuntimeError, ValueError):  # a device type without autocast support
+        return contextlib.nullcontext()
+    if not enabled:
+        return contextlib.nullcontext()
+    try:
+        return torch.autocast(device_type=device_type, enabled=False)
+    except (RuntimeError, ValueError):
+        return contextlib.nullcontext()
 
 
 def _is_compiling() -> bool:
@@ -191,14 +197,18 @@ class MatrixDecomposition2D(nn.Module):
         work_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         with _autocast_off(x.device.type):
             xm = self.unfold(x).to(work_dtype)                                   # (B*S, D, N)
-            with torch.no_grad():
-                lo, hi = xm.reshape(BS, -1).aminmax(dim=1)                       # one pass: (B*S,), (B*S,)
+            with torch.no_grad():   # per-matrix extremes (amin/amax: aminmax(dim=) has no fast kernel on CPU)
+                lo, hi = xm.amin(dim=(1, 2)), xm.amax(dim=(1, 2))                 # (B*S,), (B*S,)
             if checking:
                 check_range("x", lo, hi, tuple(x.shape), nonnegative=self.algorithm.nonnegative,
                             hint=" NMF factorises non-negative data: apply a ReLU first "
                                  "(the Hamburger's lower bread does) or use VQ2D/CD2D.", source=x)
             scale = safe_scale(lo, hi)                                            # (B*S, 1, 1), 1 when in range
-            xm = xm * scale
+            # Multiplying by 1 is exact, so in-range data could always be multiplied; on the CPU, where reading
+            # the flag costs no device synchronisation, skip the two passes when nothing is out of range.
+            rescale = x.device.type != "cpu" or _is_compiling() or bool((scale != 1).any())
+            if rescale:
+                xm = xm * scale
             if bases is None:
                 if generator is None and not self.training and self.eval_seed is not None:
                     # one draw per sample position, shared by the batch: a sample's output ignores its neighbours
@@ -212,7 +222,7 @@ class MatrixDecomposition2D(nn.Module):
             sol = solve(xm, bases, method=self.algorithm, steps=self.steps, grad=self.grad,
                         return_trace=return_trace, compile=self.compile, implicit_on_fail=self.implicit_on_fail)
             sol.scale = scale
-            recon = sol.recon / scale
+            recon = sol.recon / scale if rescale else sol.recon                   # exact: a power of two
         return recon.reshape(B, C, H, W).to(out_dtype), sol
 
     def forward(self, x: Tensor, bases: Optional[Tensor] = None,

@@ -108,6 +108,7 @@ def _neumann(step: StepFn, x: Tensor, bases: Tensor, coef: Tensor, u_bases: Tens
         fb, fc = step(xx, hb, hc)
         outs, ins = (fb, fc), (hb, hc)
         wb, wc = u_bases, u_coef
+        u_size = float(torch.sqrt(u_bases.pow(2).sum() + u_coef.pow(2).sum()))
         rel, it = 0.0, 0
         for it in range(1, max_iter + 1):
             jb, jc = torch.autograd.grad(outs, ins, (wb, wc), retain_graph=True, allow_unused=True)
@@ -118,8 +119,8 @@ def _neumann(step: StepFn, x: Tensor, bases: Tensor, coef: Tensor, u_bases: Tens
             size = torch.sqrt(nb.pow(2).sum() + nc.pow(2).sum())
             wb, wc = nb, nc
             rel = float(diff / size.clamp_min(torch.finfo(size.dtype).tiny))
-            if rel <= tol:
-                break
+            if rel <= tol or not math.isfinite(rel) or float(size) > IMPLICIT_MAX_GROWTH * u_size:
+                break                                            # converged, or diverged: more terms won't help
         (gx,) = torch.autograd.grad(outs, (xx,), (wb, wc), allow_unused=True)
         u_norm = torch.sqrt(u_bases.pow(2).sum() + u_coef.pow(2).sum())
         growth = float(torch.sqrt(wb.pow(2).sum() + wc.pow(2).sum()) / u_norm.clamp_min(torch.finfo(u_norm.dtype).tiny))
