@@ -15,8 +15,9 @@ The final coefficients are the least-squares fit with a ridge term beta::
 Coefficients are stored transposed, ``coef`` = C^T of shape (B*S, N, R).
 
 :func:`cd_iterate` and :func:`cd_final_rn` are the fast form run by
-:func:`hamlib.md.solve` without a trace: X_hat computed once, no unused initial
-softmax, C kept as (B*S, R, N).
+:func:`hamlib.md.solve` without a trace: the pixel norms computed once and
+applied to the R x N logits (no X_hat), no unused initial softmax, C kept as
+(B*S, R, N).
 """
 from __future__ import annotations
 
@@ -73,9 +74,9 @@ def cd_iterate(x: Tensor, bases: Tensor, steps: int, inv_t: float) -> tuple[Tens
     coef = None
     with torch.no_grad():
         if steps > 0:
-            x_hat = F.normalize(x, dim=1)                                # (B*S, D, N), computed once
+            col_scale = inv_t / x.norm(dim=1, keepdim=True).clamp_min(1e-12)   # inv_t / ||x_n||, once: (B*S, 1, N)
         for _ in range(steps):
-            coef = soft_assign_rn(x_hat, bases, inv_t)                   # (B*S, R, N)
+            coef = soft_assign_rn(x, bases, col_scale)                   # softmax_R(inv_t D^T X_hat), (B*S, R, N)
             coef.div_(coef.sum(dim=2, keepdim=True).add_(EPS))           # normalise over N
             bases = F.normalize(torch.bmm(x, coef.transpose(1, 2)), dim=1, eps=EPS)  # (B*S, D, R)
     return bases, coef

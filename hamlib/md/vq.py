@@ -13,10 +13,10 @@ assignment followed by a Lloyd mean update. Coefficients are stored transposed,
 ``coef`` = C^T of shape (B*S, N, R).
 
 :func:`vq_iterate` and :func:`vq_final_rn` are the fast form that
-:func:`hamlib.md.solve` runs when no trace is requested: the unit pixels X_hat are
-computed once (they do not change between iterations), the initial softmax that
-no step reads is skipped, and C is kept as (B*S, R, N) so that X is read
-contiguously.
+:func:`hamlib.md.solve` runs when no trace is requested: the pixel norms are
+computed once (the data do not change between iterations) and applied to the
+small R x N logits instead of forming X_hat, the initial softmax that no step
+reads is skipped, and C is kept as (B*S, R, N) so that X is read contiguously.
 """
 from __future__ import annotations
 
@@ -83,25 +83,28 @@ def vq_objective(x: Tensor, bases: Tensor, coef: Optional[Tensor], inv_t: float)
     return (x - torch.bmm(bases, c.transpose(1, 2))).pow(2).sum(dim=(1, 2))
 
 
-def soft_assign_rn(x_hat: Tensor, bases: Tensor, inv_t: float) -> Tensor:
-    """softmax over R of inv_t * D^T X_hat, in the (B*S, R, N) orientation (no autograd; in place).
+def soft_assign_rn(x: Tensor, bases: Tensor, col_scale: Tensor) -> Tensor:
+    """softmax over R of (D^T X) * col_scale, in the (B*S, R, N) orientation (no autograd; in place).
 
-    Shapes: x_hat (B*S, D, N), bases (B*S, D, R) -> (B*S, R, N), each column summing to 1.
+    With ``col_scale`` = inv_t / ||x_n|| this is softmax_R(inv_t * D^T X_hat) without forming the unit
+    pixels X_hat (D x N): the per-pixel scaling is applied to the R x N product instead (R << D).
+    Shapes: x (B*S, D, N), bases (B*S, D, R), col_scale (B*S, 1, N) -> (B*S, R, N), columns summing to 1.
     """
-    logits = torch.bmm(bases.transpose(1, 2), x_hat)    # (B*S, R, D) @ (B*S, D, N) -> (B*S, R, N)
-    return torch.softmax(logits.mul_(inv_t), dim=1)
+    logits = torch.bmm(bases.transpose(1, 2), x)        # (B*S, R, D) @ (B*S, D, N) -> (B*S, R, N)
+    return torch.softmax(logits.mul_(col_scale), dim=1)
 
 
-def vq_iterate(x: Tensor, bases: Tensor, steps: int, inv_t: float, x_norm: Optional[Tensor] = None
-               ) -> tuple[Tensor, Tensor]:
-    """``steps`` soft k-means iterations without autograd; equal to ``steps`` x :func:`vq_step`.
+def vq_iterate(x: Tensor, bases: Tensor, steps: int, inv_t: float) -> tuple[Tensor, Optional[Tensor]]:
+    """``steps`` soft k-means iterations without autograd; equal to ``steps`` x :func:`vq_step` to float rounding.
+
+    The pixel norms are computed once (the data do not change between iterations) and applied to the
+    R x N logits, and the initial softmax, which no step reads, is skipped.
 
     Args:
         x: (B*S, D, N) data.
         bases: (B*S, D, R) initial centres.
         steps: iterations K >= 0.
         inv_t: inverse temperature.
-        x_norm: optional precomputed pixel norms ||x_n||, shape (B*S, 1, N).
     Returns:
         ``(bases, coef_rn)``: bases (B*S, D, R) and the last assignment normalised over N, (B*S, R, N)
         (``None`` when ``steps`` is 0: no step ran and no step reads it).
@@ -109,25 +112,22 @@ def vq_iterate(x: Tensor, bases: Tensor, steps: int, inv_t: float, x_norm: Optio
     coef = None
     with torch.no_grad():
         if steps > 0:
-            if x_norm is None:
-                x_norm = x.norm(dim=1, keepdim=True)                    # (B*S, 1, N)
-            x_hat = x / x_norm.clamp_min(1e-12)                          # = F.normalize(x, dim=1), computed once
+            col_scale = inv_t / x.norm(dim=1, keepdim=True).clamp_min(1e-12)   # inv_t / ||x_n||, (B*S, 1, N)
         for _ in range(steps):
-            coef = soft_assign_rn(x_hat, F.normalize(bases, dim=1, eps=EPS), inv_t)   # (B*S, R, N)
+            coef = soft_assign_rn(x, F.normalize(bases, dim=1, eps=EPS), col_scale)  # (B*S, R, N)
             coef.div_(coef.sum(dim=2, keepdim=True).add_(EPS))           # normalise over N
             bases = torch.bmm(x, coef.transpose(1, 2))                   # X C^T: (B*S, D, N) @ (B*S, N, R)
     return bases, coef
 
 
-def vq_final_rn(x: Tensor, bases: Tensor, inv_t: float, x_norm: Optional[Tensor] = None) -> Tensor:
+def vq_final_rn(x: Tensor, bases: Tensor, inv_t: float) -> Tensor:
     """:func:`vq_final` in the (B*S, R, N) orientation; the step that carries gradient.
 
-    ``x_norm`` (B*S, 1, N) may be passed when already computed; it is treated as a constant either way.
+    softmax_R(inv_t * D_hat^T x_n / (eps + ||x_n||)) with the pixel norms as constants; the division is
+    applied to the R x N product rather than to X. Returns (B*S, R, N).
     """
-    if x_norm is None:
-        with torch.no_grad():
-            x_norm = x.norm(dim=1, keepdim=True)   # (B*S, 1, N)
-    x_hat = x / (EPS + x_norm)                     # (B*S, D, N)
-    d_hat = F.normalize(bases, dim=1, eps=EPS)     # (B*S, D, R)
-    cos = torch.bmm(d_hat.transpose(1, 2), x_hat)  # (B*S, R, D) @ (B*S, D, N) -> (B*S, R, N)
-    return F.softmax(inv_t * cos, dim=1)
+    with torch.no_grad():
+        col_scale = inv_t / (EPS + x.norm(dim=1, keepdim=True))   # (B*S, 1, N), a constant
+    d_hat = F.normalize(bases, dim=1, eps=EPS)                    # (B*S, D, R)
+    logits = torch.bmm(d_hat.transpose(1, 2), x)                  # (B*S, R, D) @ (B*S, D, N) -> (B*S, R, N)
+    return F.softmax(logits * col_scale, dim=1)
