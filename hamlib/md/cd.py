@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .vq import soft_assign_rn, vq_init_bases
+from .vq import column_norms, soft_assign_rn, unit_columns, vq_init_bases
 
 __all__ = ["EPS", "cd_init_bases", "cd_step", "cd_final", "cd_objective", "cd_iterate", "cd_final_rn"]
 
@@ -74,11 +74,11 @@ def cd_iterate(x: Tensor, bases: Tensor, steps: int, inv_t: float) -> tuple[Tens
     coef = None
     with torch.no_grad():
         if steps > 0:
-            col_scale = inv_t / x.norm(dim=1, keepdim=True).clamp_min(1e-12)   # inv_t / ||x_n||, once: (B*S, 1, N)
+            col_scale = inv_t / column_norms(x).clamp_min(1e-12)          # inv_t / ||x_n||, once: (B*S, 1, N)
         for _ in range(steps):
             coef = soft_assign_rn(x, bases, col_scale)                   # softmax_R(inv_t D^T X_hat), (B*S, R, N)
             coef.div_(coef.sum(dim=2, keepdim=True).add_(EPS))           # normalise over N
-            bases = F.normalize(torch.bmm(x, coef.transpose(1, 2)), dim=1, eps=EPS)  # (B*S, D, R)
+            bases = unit_columns(torch.bmm(x, coef.transpose(1, 2)), EPS)  # (B*S, D, R), unit columns
     return bases, coef
 
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["EPS", "vq_init_bases", "vq_assign", "vq_step", "vq_final", "vq_objective", "vq_iterate", "vq_final_rn",
-           "soft_assign_rn"]
+           "soft_assign_rn", "column_norms", "unit_columns"]
 
 EPS = 1e-6
 
@@ -83,6 +83,20 @@ def vq_objective(x: Tensor, bases: Tensor, coef: Optional[Tensor], inv_t: float)
     return (x - torch.bmm(bases, c.transpose(1, 2))).pow(2).sum(dim=(1, 2))
 
 
+def column_norms(t: Tensor) -> Tensor:
+    """L2 norms of the columns of a batch of matrices, ``sqrt(sum_d t^2)``: (B*S, D, M) -> (B*S, 1, M).
+
+    The same values as ``t.norm(dim=1, keepdim=True)`` to float rounding, but the sum over the strided
+    axis runs vectorised (on the CPU ``norm(dim=1)`` measured 20x slower at D = 512, N = 4096).
+    """
+    return t.square().sum(dim=1, keepdim=True).sqrt()
+
+
+def unit_columns(t: Tensor, eps: float) -> Tensor:
+    """``F.normalize(t, dim=1, eps=eps)`` through :func:`column_norms`: t / max(||t_col||, eps)."""
+    return t / column_norms(t).clamp_min(eps)
+
+
 def soft_assign_rn(x: Tensor, bases: Tensor, col_scale: Tensor) -> Tensor:
     """softmax over R of (D^T X) * col_scale, in the (B*S, R, N) orientation (no autograd; in place).
 
@@ -112,9 +126,9 @@ def vq_iterate(x: Tensor, bases: Tensor, steps: int, inv_t: float) -> tuple[Tens
     coef = None
     with torch.no_grad():
         if steps > 0:
-            col_scale = inv_t / x.norm(dim=1, keepdim=True).clamp_min(1e-12)   # inv_t / ||x_n||, (B*S, 1, N)
+            col_scale = inv_t / column_norms(x).clamp_min(1e-12)          # inv_t / ||x_n||, (B*S, 1, N)
         for _ in range(steps):
-            coef = soft_assign_rn(x, F.normalize(bases, dim=1, eps=EPS), col_scale)  # (B*S, R, N)
+            coef = soft_assign_rn(x, unit_columns(bases, EPS), col_scale)  # (B*S, R, N)
             coef.div_(coef.sum(dim=2, keepdim=True).add_(EPS))           # normalise over N
             bases = torch.bmm(x, coef.transpose(1, 2))                   # X C^T: (B*S, D, N) @ (B*S, N, R)
     return bases, coef
@@ -127,7 +141,7 @@ def vq_final_rn(x: Tensor, bases: Tensor, inv_t: float) -> Tensor:
     applied to the R x N product rather than to X. Returns (B*S, R, N).
     """
     with torch.no_grad():
-        col_scale = inv_t / (EPS + x.norm(dim=1, keepdim=True))   # (B*S, 1, N), a constant
-    d_hat = F.normalize(bases, dim=1, eps=EPS)                    # (B*S, D, R)
+        col_scale = inv_t / (EPS + column_norms(x))               # (B*S, 1, N), a constant
+    d_hat = unit_columns(bases, EPS)                              # (B*S, D, R)
     logits = torch.bmm(d_hat.transpose(1, 2), x)                  # (B*S, R, D) @ (B*S, D, N) -> (B*S, R, N)
     return F.softmax(logits * col_scale, dim=1)
