@@ -174,3 +174,28 @@ def test_classifier_trains_in_a_run_folder_and_flags_chance_level(tmp_path, monk
 
 def RunDir_has(path):
     return all((path / f).is_file() for f in ("config.json", "last.pt", "log.jsonl", "metrics.json", "weights.pt"))
+
+
+def test_seg_eval_cost_and_corrupt_checkpoints(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert seg_main(["train", "--run-dir", str(run), "--quiet", "--threads", "1", "--set", "iters=1", "synthetic_n=8",
+                     "batch_size=4", "test_split=none"]) == 0
+    assert seg_main(["eval", "--run-dir", str(run), "--split", "val", "--scales", "1", "--flip"]) == 0
+    rec = __import__("json").loads((run / "eval_val.json").read_text())
+    assert 0 <= rec["miou"] <= 1 and rec["config"]["iters"] == 1   # scored with the run's own config
+    with pytest.raises(SystemExit) as e:
+        seg_main(["eval", "--run-dir", str(run), "--set", "md=vq"])  # the model's fields come from the run
+    assert e.value.code == 2 and "eval uses the run's own config" in capsys.readouterr().err
+    assert seg_main(["cost", "--size", "32", "32", "--heads", "fcn", "ham"]) == 0
+    assert "head GFLOPs" in capsys.readouterr().out
+    for content, msg in ((b"garbage", "truncated, corrupt or not a torch file"), (None, "not a hamlib checkpoint")):
+        if content is None:
+            torch.save({"width": 3}, run / "last.pt")
+        else:
+            (run / "last.pt").write_bytes(content)
+        for args in (["eval", "--run-dir", str(run)],
+                     ["train", "--run-dir", str(run), "--set", "iters=1", "synthetic_n=8", "batch_size=4",
+                      "test_split=none"]):
+            with pytest.raises(SystemExit) as e:
+                seg_main(args)
+            assert e.value.code == 2 and msg in capsys.readouterr().err, (args, msg)

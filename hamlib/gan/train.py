@@ -85,14 +85,16 @@ def _gate(module) -> Optional[float]:
     return None if g is None else float(g.detach())
 
 
-def train(cfg: GANConfig, run_dir, *, resume: bool = True, device: Optional[str] = None,
-          preset: Optional[str] = None, progress: bool = True, data: Optional[tuple] = None) -> dict:
+def train(cfg: GANConfig, run_dir, *, resume: bool = True, stop_after: Optional[int] = None,
+          device: Optional[str] = None, preset: Optional[str] = None, progress: bool = True,
+          data: Optional[tuple] = None) -> dict:
     """Train (or resume) one HamGAN run in ``run_dir``; returns the record also written to ``metrics.json``.
 
     Args:
         cfg: the run's configuration, context module included (see :mod:`hamlib.gan.config`).
         run_dir: the run folder (:class:`hamlib.train.RunDir`; samples go to ``samples/``).
         resume: continue the run in ``run_dir``; a run of another config there is refused. False starts afresh.
+        stop_after: stop after this many iterations in this call without saving (simulates a crash).
         device: torch device (default: CUDA when available). preset: name recorded in the provenance.
         data: optional (x (N, 3, 32, 32), y (N,)) overriding ``cfg.data``.
     """
@@ -131,7 +133,7 @@ def train(cfg: GANConfig, run_dir, *, resume: bool = True, device: Optional[str]
             save_grid(gen(0, 100)[order], run.samples / f"samples_{step:06d}.png")
         run.log(rec)
 
-    done = step
+    done = start = step
     bar = tqdm(range(step, cfg.iters), desc=f"HamGAN[{cfg.context}]", disable=not progress, initial=step,
                total=cfg.iters)
     for step in bar:
@@ -161,6 +163,9 @@ def train(cfg: GANConfig, run_dir, *, resume: bool = True, device: Optional[str]
             bar.set_postfix(d=f"{d_loss.item():.3f}", g=f"{g_loss.item():.3f}")
         if done % cfg.eval_every == 0 or done == cfg.iters:
             evaluate(done)
+        if stop_after is not None and done - start >= stop_after:
+            bar.close()
+            return {"stopped_at": done}
         if done % cfg.ckpt_every == 0 or done == cfg.iters:
             run.save(done, models=models, optimizers=optimizers,
                      extra={"train_wall_s": timer.elapsed, "memory": memory})

@@ -2,7 +2,7 @@
 
 Data only: the figures are drawn by :mod:`hamlib.viz.reports` from what these functions return.
 ``python -m hamlib.seg report --runs runs/camvid-cpu --out book/results/hamnet`` reads
-``runs/camvid-cpu/<head>/`` (``config.json``, ``metrics.json`` and ``last.pt``) for each head, measures the
+``runs/camvid-cpu/<head>/`` (its config, metrics and checkpoint) for each head, measures the
 cost of each decode head (:func:`hamlib.seg.evaluate.head_cost`) and writes ``<name>.json``: per head the
 test scores, training history, training wall time, head cost and the run's provenance, plus the config and
 this report's own provenance; then the two figures ``<name>_curves.png`` and ``<name>_predictions.png``.

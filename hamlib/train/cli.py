@@ -73,7 +73,9 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
 
 def add_run_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     """``--run-dir``, ``--no-resume``, ``--print-config``, ``--quiet`` (and the runtime flags)."""
-    p.add_argument("--run-dir", required=required, help="run folder: last.pt, config.json, log.jsonl, metrics.json")
+    from .run import RunDir
+    p.add_argument("--run-dir", required=required, help=f"run folder: {RunDir.CHECKPOINT}, {RunDir.CONFIG}, "
+                                                         f"{RunDir.LOG}, {RunDir.METRICS}")
     add_runtime_args(p)
     p.add_argument("--no-resume", action="store_true",
                    help="start afresh even if the run folder holds a run (of another config)")

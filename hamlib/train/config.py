@@ -204,6 +204,8 @@ class Config:
             tp = _type_name(hints[f.name]).replace("NoneType", "None")
             choices = f.metadata.get("choices")
             extra = f" (one of {', '.join(map(str, choices))})" if choices and " | " not in f.metadata["help"] else ""
+            if f.metadata.get("runtime"):
+                extra += " [may change when a run resumes]"
             lines.append(f"  {f.name} ({tp}, default {f.default!r}): {f.metadata.get('help', '')}{extra}")
         return "\n".join(lines)
 
