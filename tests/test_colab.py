@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -45,6 +46,12 @@ assert os.getcwd() == {cwd!r}, os.getcwd()
 assert hamlib.results.search_path() == [hamlib.results.PACKAGE_DATA], hamlib.results.search_path()
 print("colab check:", sys.executable, hamlib.__file__, os.getcwd())
 """
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of this process's finished children (the kernels)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 @dataclass
@@ -116,13 +123,14 @@ def test_chapter_runs_like_colab(path: Path, colab_env: ColabEnv, tmp_path: Path
     monkeypatch.setenv("VIRTUAL_ENV", str(colab_env.python.parent.parent))
     if SHARED_DATA.is_dir():
         monkeypatch.setenv("HAMLIB_DATA", str(SHARED_DATA))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _children_cpu_s()
     failure = execute_notebook(nb, folder, path.name, kernel_name=KERNEL)
-    wall = time.perf_counter() - t0
-    print(f"colab-style run of {path.name}: {wall:.1f} s ({'FAILED' if failure else 'ok'})")
+    wall, cpu = time.perf_counter() - t0, _children_cpu_s() - c0   # the kernel is reaped at shutdown
+    print(f"colab-style run of {path.name}: {wall:.1f} s wall, {cpu:.1f} s CPU ({'FAILED' if failure else 'ok'})")
     times = os.environ.get("HAMLIB_COLAB_TIMES")
     if times:
         with open(times, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"chapter": path.name, "wall_s": round(wall, 1), "ok": failure is None}) + "\n")
+            f.write(json.dumps({"chapter": path.name, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+                                "ok": failure is None}) + "\n")
     if failure is not None:
         pytest.fail(failure, pytrace=False)
