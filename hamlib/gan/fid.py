@@ -9,7 +9,7 @@ symmetric PSD matrix S1^{1/2} S2 S1^{1/2}, in float64.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from typing import Callable, Tuple
 
 import numpy as np
 import torch
