@@ -161,8 +161,8 @@ def prediction_examples(runs_dir: Path | str, heads: Sequence[str], indices: Seq
     Indices past the end of the test set are dropped (if none is left, the first three images are used).
 
     Returns:
-        ``{"images": [(H, W, 3)], "labels": [(H, W, 3)], "predictions": {head: [(H, W, 3)]},
-        "titles": {head: str}}``, all in [0, 1].
+        A dict: ``images`` and ``labels``, lists of RGB arrays (H, W, 3); ``predictions``, one such list per
+        head; ``titles``, one name per head. Colours are in [0, 1].
     """
     loaded = {h: load_run(Path(runs_dir) / h, h) for h in heads}
     cfg = loaded[heads[-1]][1]
