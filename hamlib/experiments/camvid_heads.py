@@ -264,7 +264,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     t.add_argument("--records", default=None, help="default: CACHE/records.json")
     s = sub.add_parser("summary", help="statistics + cost table from the records")
     s.add_argument("--cache", required=True)
-    s.add_argument("--records", default=None)
+    s.add_argument("--records", nargs="+", default=None, help="records files to merge (default: CACHE/records.json)")
     s.add_argument("--out", required=True)
     for p in (c, t, s):
         p.add_argument("--threads", type=int, default=1)
@@ -275,9 +275,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                                else Path("data") / "camvid")
         cache_features(root, a.out, limit=a.limit)
         return 0
-    records_path = Path(a.records or Path(a.cache) / "records.json")
-    records = read_json(records_path)["records"] if records_path.is_file() else []
     if a.cmd == "train":
+        records_path = Path(a.records or Path(a.cache) / "records.json")
+        records = read_json(records_path)["records"] if records_path.is_file() else []
         train, test = load_split(a.cache, "train"), load_split(a.cache, "test")
         for seed in a.seeds:
             for h in a.heads:
@@ -292,12 +292,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                 write_json(records_path, {"records": records})
                 print(f"{h:10s} seed {seed}  test mIoU {rec['test']['miou']:.4f}  ({wall:.0f} s)", flush=True)
         return 0
+    paths = [Path(p) for p in (a.records or [Path(a.cache) / "records.json"])]
+    records = [r for p in paths for r in read_json(p)["records"]]
     summ = summarise(records)
     feat = load_split(a.cache, "test")["feats"].shape[-2:]
     sizes = [tuple(feat), (round(feat[0] * 2 ** .5), round(feat[1] * 2 ** .5)), (feat[0] * 2, feat[1] * 2)]
     summ["cost"] = {h: _cost(h, 128, 16, sizes) for h in summ["heads"]}
     summ["protocol"] = {"feature_map": list(feat), "encoder": "efficientnet-lite0 ImageNet, frozen, OS8",
-                        "records": str(records_path)}
+                        "records": [str(p) for p in paths]}
     summ["provenance"] = provenance()
     write_json(Path(a.out) / "summary.json", summ)
     write_json(Path(a.out) / "records.json", {"records": records})
