@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .vq import softmax_over_r_
+
 __all__ = ["EPS", "nmf_init_bases", "nmf_init_coef", "nmf_coef_update", "nmf_bases_update", "nmf_step", "nmf_final",
            "nmf_objective", "nmf_iterate", "nmf_final_rn"]
 
@@ -113,7 +115,7 @@ def nmf_iterate(x: Tensor, bases: Tensor, steps: int) -> tuple[Tensor, Tensor]:
     """
     with torch.no_grad():
         num = torch.bmm(bases.transpose(1, 2), x)           # D^T X: (B*S, R, D) @ (B*S, D, N) -> (B*S, R, N)
-        coef = torch.softmax(num, dim=1)                     # softmax over R, (B*S, R, N)
+        coef = softmax_over_r_(num.clone())                  # softmax over R, (B*S, R, N)
         den = torch.empty_like(coef)                         # (B*S, R, N), reused every iteration
         for k in range(steps):
             if k > 0:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["EPS", "vq_init_bases", "vq_assign", "vq_step", "vq_final", "vq_objective", "vq_iterate", "vq_final_rn",
-           "soft_assign_rn", "column_norms", "unit_columns"]
+           "soft_assign_rn", "softmax_over_r_", "column_norms", "unit_columns"]
 
 EPS = 1e-6
 
@@ -97,6 +97,16 @@ def unit_columns(t: Tensor, eps: float) -> Tensor:
     return t / column_norms(t).clamp_min(eps)
 
 
+def softmax_over_r_(logits: Tensor) -> Tensor:
+    """In-place softmax over R (dim 1) of (B*S, R, N) logits, without autograd.
+
+    ``torch.softmax(dim=1)`` on this layout (the reduced axis strided) measured 2-10x slower on the CPU
+    than max-shift, exp and sum written out, which reduce over R with N contiguous. Equal to float rounding.
+    """
+    logits.sub_(logits.amax(dim=1, keepdim=True)).exp_()
+    return logits.div_(logits.sum(dim=1, keepdim=True))
+
+
 def soft_assign_rn(x: Tensor, bases: Tensor, col_scale: Tensor) -> Tensor:
     """softmax over R of (D^T X) * col_scale, in the (B*S, R, N) orientation (no autograd; in place).
 
@@ -105,7 +115,7 @@ def soft_assign_rn(x: Tensor, bases: Tensor, col_scale: Tensor) -> Tensor:
     Shapes: x (B*S, D, N), bases (B*S, D, R), col_scale (B*S, 1, N) -> (B*S, R, N), columns summing to 1.
     """
     logits = torch.bmm(bases.transpose(1, 2), x)        # (B*S, R, D) @ (B*S, D, N) -> (B*S, R, N)
-    return torch.softmax(logits.mul_(col_scale), dim=1)
+    return softmax_over_r_(logits.mul_(col_scale))
 
 
 def vq_iterate(x: Tensor, bases: Tensor, steps: int, inv_t: float) -> tuple[Tensor, Optional[Tensor]]:
