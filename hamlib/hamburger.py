@@ -44,8 +44,8 @@ class Hamburger(nn.Module):
     Shape:
         Input (B, C, H, W) -> output (B, C, H, W).
 
-    Safe range:
-        The ham solves in float32 and is accurate when the largest magnitude of the lower bread's output
+    Note:
+        Safe range. The ham solves in float32 and is accurate when the largest magnitude of the lower bread's output
         lies in about [1e-3, 1e12] per image and head; outside, it solves a power-of-two rescaled copy
         (see :class:`hamlib.md.MatrixDecomposition2D`). ``inv_t`` and ``beta`` must be finite.
     """

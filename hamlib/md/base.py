@@ -97,8 +97,8 @@ class MatrixDecomposition2D(nn.Module):
         implicit_on_fail (str): ``"warn"`` or ``"raise"`` when ``grad="implicit"``'s backward series does not
             converge (a non-finite gradient always raises); see :mod:`hamlib.md.implicit`. Default: ``"warn"``.
 
-    Safe range:
-        The solvers are accurate in float32 when the largest magnitude of each (C/S) x N matrix lies in
+    Note:
+        Safe range. The solvers are accurate in float32 when the largest magnitude of each (C/S) x N matrix lies in
         [``SAFE_MAX_LOW``, ``SAFE_MAX_HIGH``] = [2^-10, 2^40] (about [1e-3, 1e12]); plain NMF returns NaN above
         ~1e17 and NMF, VQ and CD collapse towards 0 below ~1e-5 (the eps = 1e-6 of the updates). A matrix outside
         that range is multiplied by a power of two before the solve and the reconstruction divided by it

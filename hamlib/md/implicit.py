@@ -18,9 +18,7 @@ reaches x. Keeping only the first term of the series (w = u) gives the
 gradient of one extra solver step; dropping the path through h* entirely gives
 the one-step gradient.
 
-When the series does not converge
----------------------------------
-The series converges only if the spectral radius of J is below 1 along the
+**When the series does not converge.** The series converges only if the spectral radius of J is below 1 along the
 incoming gradient, and at the default K = 6 the state is not a fixed point:
 for NMF (whose Jacobian has an eigenvalue 1 from the scaling D diag(s),
 C diag(1/s)) the terms grow to ~1e17, and for VQ/CD at inv_t = 100 they reach
