@@ -306,33 +306,82 @@ def _diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> list[str]:
             or not torch.equal(a[k], b[k])]
 
 
+@contextlib.contextmanager
+def _count_backward():
+    """Count ``torch.autograd.backward`` calls (``Tensor.backward`` goes through it) inside the block."""
+    real, count = torch.autograd.backward, [0]
+
+    def backward(*args: Any, **kwargs: Any) -> Any:
+        count[0] += 1
+        return real(*args, **kwargs)
+
+    torch.autograd.backward = backward
+    try:
+        yield count
+    finally:
+        torch.autograd.backward = real
+
+
 def check_seg_resume(device: torch.device, quick: bool = False) -> dict:
     """A short HamNet run with AMP, interrupted and resumed, against an uninterrupted run: bit-exact checkpoint."""
     if device.type != "cuda":
         raise Skip("AMP (GradScaler) and bit-exact resume on the device need CUDA; the CPU resume is covered by "
                    "tests/test_seg_train.py")
+    return seg_resume(device)
+
+
+def seg_resume(device: torch.device, iters: int = 8) -> dict:
+    """The work of :func:`check_seg_resume` on any device (on a CPU, ``amp`` has no effect).
+
+    Args:
+        device: where to train. iters: iterations (even, >= 4): a checkpoint at iters/2, a crash (no save)
+            at iters/2 + 1, a resume to ``iters``. Defaults: 8.
+    """
+    if iters < 4 or iters % 2:
+        raise ValueError(f"iters must be an even int >= 4; got {iters!r}")
+    ckpt, crash = iters // 2, iters // 2 + 1
     get_preset, train = _public("seg", "get_preset", "train")
-    cfg = get_preset("tiny", iters=8, ckpt_every=4, eval_every=8, log_every=4, amp=True)
-    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    cfg = get_preset("tiny", iters=iters, ckpt_every=ckpt, eval_every=iters, log_every=ckpt, amp=True)
+    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    # Deterministic kernels where torch has them; the ops without one only warn, and the warnings name them.
+    torch.use_deterministic_algorithms(True, warn_only=True)
     kw = dict(progress=False, device=str(device), final_eval=False)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             runs = {n: Path(tmp) / n for n in ("straight", "straight2", "resumed")}
             _call(train, cfg, runs["straight"], resume=False, **kw)
             _call(train, cfg, runs["straight2"], resume=False, **kw)
-            stopped = _call(train, cfg, runs["resumed"], resume=False, stop_after=6, **kw)  # crash after step 6
-            _call(train, cfg, runs["resumed"], resume=True, **kw)                           # resume from step 4
+            stopped = _call(train, cfg, runs["resumed"], resume=False, stop_after=crash, **kw)  # crash, no save
+            with _count_backward() as resumed_steps:                                        # resume from ckpt
+                _call(train, cfg, runs["resumed"], resume=True, **kw)
             a, a2, r = (_checkpoint_tensors(runs[n]) for n in ("straight", "straight2", "resumed"))
     finally:
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[:2]
+        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
     nondet, resume_diff = _diff(a, a2), _diff(a, r)
-    details = {"config": {"preset": "tiny", "iters": 8, "ckpt_every": 4, "amp": True, "interrupted_after": 6},
-               "stopped": stopped, "tensors_compared": len(a), "nondeterministic_tensors": nondet[:20],
-               "resume_mismatched_tensors": resume_diff[:20], "cudnn_deterministic": True}
+
+    def max_abs(x: dict, y: dict, keys: list[str]) -> float:
+        diffs = [float((x[k].double() - y[k].double()).abs().max()) for k in keys
+                 if k in x and k in y and x[k].shape == y[k].shape and x[k].is_floating_point()]
+        return max(diffs, default=0.0)
+
+    details = {"config": {"preset": "tiny", "iters": iters, "ckpt_every": ckpt, "amp": True, "interrupted_after": crash},
+               "stopped": stopped, "backward_calls_after_resume": resumed_steps[0], "tensors_compared": len(a), "nondeterministic_tensors": nondet[:20],
+               "resume_mismatched_tensors": resume_diff[:20], "cudnn_deterministic": True,
+               "max_abs_diff_straight_vs_straight": max_abs(a, a2, nondet),
+               "max_abs_diff_straight_vs_resumed": max_abs(a, r, resume_diff),
+               "nondeterministic_ops": sorted({str(w.message)[:160] for w in caught
+                                               if "deterministic" in str(w.message)})[:10]}
     if nondet:
         details["note"] = "two uninterrupted runs differ: the device run is not deterministic, so exact resume fails"
-    return {"status": "ok" if not (nondet or resume_diff) and a else "failed", "details": details}
+    if resumed_steps[0] != iters - ckpt:
+        details["note"] = (f"the resumed call ran {resumed_steps[0]} backward passes, expected {iters - ckpt}: "
+                           f"it did not continue from the checkpoint of iteration {ckpt}")
+    ok = bool(a) and not (nondet or resume_diff) and resumed_steps[0] == iters - ckpt
+    return {"status": "ok" if ok else "failed", "details": details}
 
 
 # ---------------------------------------------------------------------------------------- 5. gan latents

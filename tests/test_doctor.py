@@ -112,3 +112,23 @@ def test_gan_check_catches_replayed_latents(monkeypatch: pytest.MonkeyPatch) -> 
     assert res["status"] == "failed", res
     assert not res["details"]["identical_to_run_without_evaluations"]
     assert res["details"]["repeated_batches"], res
+
+
+@pytest.mark.slow
+def test_seg_resume_machinery_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA check's work, run on the CPU: bit-exact, and a trainer that ignores resume is caught."""
+    seg = pytest.importorskip("hamlib.seg")
+    if not callable(getattr(seg, "train", None)) or not callable(getattr(seg, "get_preset", None)):
+        pytest.skip("this version of hamlib.seg has no public get_preset/train")
+    res = doctor.seg_resume(torch.device("cpu"), iters=4)
+    assert res["status"] == "ok", res
+    assert res["details"]["backward_calls_after_resume"] == 2 and res["details"]["tensors_compared"] > 0
+    real = seg.train
+
+    def no_resume(cfg, run_dir, *args, **kwargs):   # restarts from scratch: same weights, wrong work
+        kwargs["resume"] = False
+        return real(cfg, run_dir, *args, **kwargs)
+
+    monkeypatch.setattr(seg, "train", no_resume)
+    res = doctor.seg_resume(torch.device("cpu"), iters=4)
+    assert res["status"] == "failed" and res["details"]["backward_calls_after_resume"] == 4, res
