@@ -29,6 +29,9 @@ __all__ = ["load_data", "save_grid", "train", "eval_rng"]
 def load_data(cfg: GANConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Training images (N, 3, 32, 32) in [-1, 1] and labels (N,) for ``cfg.data``.
 
+    ``cfg.data_root`` is the data folder for both data sets (CIFAR-10 in it, MNIST in its ``mnist/``); None
+    means :func:`hamlib.train.download.data_root`.
+
     Raises:
         FileNotFoundError: the configured data set is missing (never silently replaced by synthetic data);
             the message says how to get it (``download=True``, ``HAMLIB_DATA`` or ``data_root``).
@@ -36,7 +39,7 @@ def load_data(cfg: GANConfig) -> tuple[torch.Tensor, torch.Tensor]:
     if cfg.data == "cifar10":
         x, y = load_cifar10(cfg.data_root, "train", download=cfg.download)
     elif cfg.data == "mnist":
-        x, y = load_mnist(cfg.data_root, "test", download=cfg.download)
+        x, y = load_mnist(Path(cfg.data_root) / "mnist" if cfg.data_root else None, "test", download=cfg.download)
     else:
         x, y = synthetic_shapes(cfg.n_train or 2_000, seed=cfg.seed)
     if cfg.n_train and cfg.data != "shapes":
