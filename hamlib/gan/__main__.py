@@ -76,7 +76,7 @@ def _run(sp, a, device: Optional[str]) -> int:
         return 0
     if a.cmd == "classifier":
         from .classifier import train_classifier
-        _, m = train_classifier(cfg, a.run_dir, resume=not a.no_resume, progress=not a.quiet)
+        _, m = train_classifier(cfg, a.run_dir, resume=not a.no_resume, device=device, progress=not a.quiet)
         print(f"classifier test accuracy {m['test_accuracy']:.4f} ({m['n_test']} CIFAR-10 test images)")
         return 0
     from .train import train

@@ -60,13 +60,15 @@ class FeatureClassifier(nn.Module):
 def evaluate_classifier(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 500) -> float:
     """Top-1 accuracy of ``model`` on x (N, 3, 32, 32), y (N,)."""
     model.eval()
-    correct = sum((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
+    dev = next(model.parameters()).device
+    correct = sum((model(x[i:i + batch_size].to(dev)).argmax(1).cpu() == y[i:i + batch_size].cpu()).sum().item()
                   for i in range(0, len(x), batch_size))
     return correct / len(x)
 
 
 def train_classifier(cfg: ClassifierConfig, run_dir: os.PathLike, data: Optional[tuple] = None, *,
-                     resume: bool = True, progress: bool = True) -> tuple[FeatureClassifier, dict]:
+                     resume: bool = True, device: Optional[str] = None,
+                     progress: bool = True) -> tuple[FeatureClassifier, dict]:
     """Train the classifier in a run folder with SGD (momentum 0.9, one-cycle LR) and random horizontal flips.
 
     Args:
@@ -75,6 +77,7 @@ def train_classifier(cfg: ClassifierConfig, run_dir: os.PathLike, data: Optional
         data: optional ``(x, y, x_test, y_test)``: images (N, 3, 32, 32) in [-1, 1] and labels (N,) of the
             training and test splits; default: CIFAR-10 from ``cfg.data_root`` (downloaded if ``cfg.download``).
         resume: continue the run in ``run_dir`` (a run of another config there is refused).
+        device: where to train (default: CUDA when available).
 
     Returns:
         The model (eval mode) and its metrics (test accuracy, ``usable`` for FID, wall time, provenance).
@@ -91,7 +94,8 @@ def train_classifier(cfg: ClassifierConfig, run_dir: os.PathLike, data: Optional
         data = (to_tensor(xa), torch.from_numpy(ya), to_tensor(xb), torch.from_numpy(yb))
     x, y, x_test, y_test = data
     seed_everything(cfg.seed)
-    model = FeatureClassifier(cfg.width, int(y.max()) + 1)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = FeatureClassifier(cfg.width, int(y.max()) + 1).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.iters, pct_start=0.15)
     step, timer = 0, Timer()
@@ -101,8 +105,8 @@ def train_classifier(cfg: ClassifierConfig, run_dir: os.PathLike, data: Optional
     model.train()
     for step in tqdm(range(step, cfg.iters), desc="classifier", disable=not progress, initial=step,
                      total=cfg.iters):
-        xb, yb = sample_batch(x, y, cfg.batch_size, step, cfg.seed)
-        flip = torch.rand(len(xb)) < 0.5
+        xb, yb = (t.to(device) for t in sample_batch(x, y, cfg.batch_size, step, cfg.seed))
+        flip = (torch.rand(len(xb)) < 0.5).to(device)
         xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
         loss = F.cross_entropy(model(xb), yb)
         opt.zero_grad(set_to_none=True)
@@ -125,6 +129,7 @@ def train_classifier(cfg: ClassifierConfig, run_dir: os.PathLike, data: Optional
                "history": run.history(), "train_wall_s": timer.elapsed,
                "provenance": provenance(wall_time_s=timer.elapsed, seed=cfg.seed)}
     run.write_metrics(metrics)
+    model = model.cpu()
     run.export_weights({"model": model}, cfg=cfg, meta={"width": cfg.width, "num_classes": model.num_classes,
                                                         "test_accuracy": acc, "usable": usable})
     return model.eval(), metrics
