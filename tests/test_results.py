@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import shutil
 import subprocess
@@ -31,6 +32,13 @@ def committed_results() -> list[str]:
     return sorted(p.relative_to(BOOK_RESULTS).as_posix() for p in BOOK_RESULTS.rglob("*") if p.is_file())
 
 
+def _setuptools_major() -> int:
+    try:
+        return int(importlib.metadata.version("setuptools").split(".")[0])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return 0
+
+
 def build_wheel(out_dir: Path) -> Path:
     """Build the hamlib-book wheel as pip does for ``pip install <repo>``, from a copy of the sources.
 
@@ -45,8 +53,13 @@ def build_wheel(out_dir: Path) -> Path:
             d.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(s, d)
     dist = out_dir / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                    "-q", "-w", str(dist), str(src)], check=True, capture_output=True, text=True)
+    # pyproject.toml needs setuptools >= 77 (SPDX licence): build with this environment's setuptools when it is
+    # new enough (offline), else in pip's isolated build environment (fetches setuptools from the registry).
+    isolation = [] if _setuptools_major() >= 77 else ["--use-pep517"]
+    offline = ["--no-build-isolation", "--no-index"] if not isolation else []
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *offline, *isolation, "-q",
+                           "-w", str(dist), str(src)], capture_output=True, text=True)
+    assert proc.returncode == 0, f"wheel build failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     (wheel,) = dist.glob("hamlib_book-*.whl")
     return wheel
 
