@@ -83,9 +83,15 @@ def cd_iterate(x: Tensor, bases: Tensor, steps: int, inv_t: float) -> tuple[Tens
 
 
 def cd_final_rn(x: Tensor, bases: Tensor, beta: float) -> Tensor:
-    """:func:`cd_final` in the (B*S, R, N) orientation: C = (D^T D + beta I)^-1 D^T X, shape (B*S, R, N)."""
+    """:func:`cd_final` in the (B*S, R, N) orientation: C = (D^T D + beta I)^-1 D^T X, shape (B*S, R, N).
+
+    The small R x D operator P = (D^T D + beta I)^-1 D^T is solved for first and applied to X with one
+    product (the same matrix to float rounding: D^T D + beta I has eigenvalues in [beta, R + beta] for unit
+    columns), instead of R x N triangular solves in forward and backward.
+    """
     R = bases.shape[-1]
     bt = bases.transpose(1, 2)                                           # (B*S, R, D)
     gram = torch.bmm(bt, bases)                                          # (B*S, R, R)
     eye = torch.eye(R, device=bases.device, dtype=bases.dtype)
-    return torch.linalg.solve(gram + beta * eye, torch.bmm(bt, x))       # (B*S, R, N)
+    op = torch.linalg.solve(gram + beta * eye, bt)                       # (B*S, R, D)
+    return torch.bmm(op, x)                                              # (B*S, R, D) @ (B*S, D, N) -> (B*S, R, N)

@@ -139,4 +139,9 @@ def nmf_final_rn(x: Tensor, bases: Tensor, coef_rn: Tensor) -> Tensor:
     denominator = torch.bmm(torch.bmm(bases.transpose(1, 2), bases), coef_rn)         # (B*S, R, R) @ (B*S, R, N)
     if not torch.is_grad_enabled() or not (x.requires_grad or bases.requires_grad or coef_rn.requires_grad):
         return numerator.mul_(coef_rn).div_(denominator.add_(EPS))                    # inference: in place
+    if not (bases.requires_grad or coef_rn.requires_grad):
+        # one-step: only D^T X carries gradient; C / (D^T D C + eps) is a constant weight (one saved tensor)
+        with torch.no_grad():
+            weight = coef_rn / denominator.add_(EPS)                                 # (B*S, R, N)
+        return numerator * weight
     return coef_rn * numerator / (denominator + EPS)
