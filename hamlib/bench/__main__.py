@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..train.cli import nonneg_int, positive_int
 from .core import MODULES, available_modules, child_main
 from .report import DEFAULT_MAX_LOAD, markdown_table, run_bench, write_reports
 
@@ -26,26 +27,6 @@ PRESETS = {
     "paper": dict(C=512, d=512, r=64, K=6, sizes=[128], repeats=20, warmup=3),
 }
 BUSY_EXIT = 3
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1; got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1; got {v}")
-    return v
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {v}")
-    return v
 
 
 def _previous(path: Path, settings: dict) -> dict | None:
@@ -67,17 +48,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="cpu (C=d=256, sizes 16 32 64) or paper (C=d=512, size 128); default: cpu on CPU, "
                         "paper on CUDA. Explicit options override the preset.")
-    p.add_argument("--sizes", type=_positive_int, nargs="+", help="spatial sizes H = W")
+    p.add_argument("--sizes", type=positive_int, nargs="+", help="spatial sizes H = W")
     p.add_argument("--modules", nargs="+", choices=available_modules(), default=list(MODULES),
                    help=f"default: {' '.join(MODULES)} (the *-compiled rows use torch.compile)")
     for name in ("C", "d", "r"):
-        p.add_argument(f"--{name}", type=_positive_int, help=f"{name} (see the preset)")
-    p.add_argument("--K", type=_nonneg_int, help="K (see the preset)")
-    p.add_argument("--batch", type=_positive_int, default=1, help="batch size B")
+        p.add_argument(f"--{name}", type=positive_int, help=f"{name} (see the preset)")
+    p.add_argument("--K", type=nonneg_int, help="K (see the preset)")
+    p.add_argument("--batch", type=positive_int, default=1, help="batch size B")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda[:i]")
-    p.add_argument("--repeats", type=_positive_int, help="timed interleaved rounds")
-    p.add_argument("--warmup", type=_nonneg_int, help="untimed warm-up calls per module")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--repeats", type=positive_int, help="timed interleaved rounds")
+    p.add_argument("--warmup", type=nonneg_int, help="untimed warm-up calls per module")
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads (default: 1 on the CPU, where more threads make small operations slower "
                         "on a shared machine; torch's default on CUDA)")
     p.add_argument("--no-subprocess", action="store_true", help="measure memory in this process (CPU: less sound)")

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..md.solver import GRAD_MODES, METHODS
+from ..train.cli import positive_int
 
 __all__ = ["majority_task", "GlobalContextNet", "miou", "OneStepConfig", "train_global_context", "run_experiment",
            "main"]
@@ -310,16 +311,6 @@ def _csv(choices: Sequence[str], what: str):
     return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1; got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1; got {v}")
-    return v
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     """``python -m hamlib.experiments.onestep --out FILE``: every (ham, gradient mode) over seeds, to JSON."""
     d = OneStepConfig()
@@ -330,7 +321,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--hams", type=_csv(METHODS, "--hams"), default=list(METHODS), help="default: nmf,vq,cd")
     p.add_argument("--modes", type=_csv(GRAD_MODES, "--modes"), default=["one-step", "bptt"],
                    help="comma-separated gradient modes from one-step,bptt,implicit (default: one-step,bptt)")
-    p.add_argument("--seeds", type=_positive_int, default=3, help="seeds per configuration (default 3)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="seeds per configuration (default 3)")
     p.add_argument("--no-baseline", action="store_true", help="skip the CNN-only run (md=none)")
     p.add_argument("--no-resume", action="store_true", help="start over even if --out holds runs (overwrites it)")
     for f in fields(OneStepConfig):
@@ -338,10 +329,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             p.add_argument(f"--{f.name.replace('_', '-')}", type=float, default=getattr(d, f.name),
                            help=f"default {getattr(d, f.name)}")
         else:
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=_positive_int, default=getattr(d, f.name),
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=positive_int, default=getattr(d, f.name),
                            help=f"default {getattr(d, f.name)}")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads on the CPU (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads on the CPU (default 1)")
     args = p.parse_args(argv)
     try:
         cfg = OneStepConfig(**{f.name: getattr(args, f.name) for f in fields(OneStepConfig)})

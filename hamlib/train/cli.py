@@ -22,7 +22,7 @@ import torch
 
 from .config import Config, Presets
 
-__all__ = ["positive_int", "positive_float", "add_config_args", "add_runtime_args", "add_run_args",
+__all__ = ["positive_int", "nonneg_int", "positive_float", "add_config_args", "add_runtime_args", "add_run_args",
            "parse_sets", "config_from_args", "apply_runtime", "fields_epilog", "print_config", "run_errors", "fail",
            "new_parser", "add_command", "subparsers"]
 
@@ -35,6 +35,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return v
+
+
+def nonneg_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {text!r}")
     return v
 
 
