@@ -64,15 +64,7 @@ def parser():
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    ap = parser()
-    a = ap.parse_args(argv)
-    sp = a._parser  # the subcommand's parser, for its error messages
-    device = cli.apply_runtime(sp, a)
-    try:
-        return _run(sp, a, device)
-    except cli.run_errors() as e:
-        cli.fail(sp, e)
-    return 2
+    return cli.run_main(parser(), _run, argv)
 
 
 def _run(sp, a, device: Optional[str]) -> int:

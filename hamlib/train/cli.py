@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
 
 from .config import Config, Presets
 
-__all__ = ["positive_int", "nonneg_int", "positive_float", "add_config_args", "add_runtime_args", "add_run_args",
+__all__ = ["run_main", "positive_int", "nonneg_int", "positive_float", "add_config_args", "add_runtime_args", "add_run_args",
            "parse_sets", "config_from_args", "apply_runtime", "fields_epilog", "print_config", "run_errors", "fail",
            "new_parser", "add_command", "subparsers"]
 
@@ -178,3 +178,16 @@ def add_command(sub: argparse._SubParsersAction, name: str, help: str, *, epilog
     sp.set_defaults(_parser=sp)  # main() reports errors through the subcommand's own parser
     return sp
 
+
+def run_main(ap: argparse.ArgumentParser, run: Callable[[argparse.ArgumentParser, argparse.Namespace,
+                                                          Optional[str]], int], argv: Optional[Sequence[str]]) -> int:
+    """The body of every application's ``main``: parse ``argv``, apply ``--device``/``--threads``, call
+    ``run(subparser, args, device)``, and turn the expected errors into a one-line argparse error (exit 2)."""
+    a = ap.parse_args(argv)
+    sp = a._parser  # the subcommand's parser, for its error messages
+    device = apply_runtime(sp, a)
+    try:
+        return run(sp, a, device)
+    except run_errors() as e:
+        fail(sp, e)
+    return 2
