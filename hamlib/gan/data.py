@@ -35,7 +35,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..train.download import data_root, download as fetch_file, file_digest, rank_zero_first
+from ..train.download import data_root, download as fetch_file, file_digest, pid_alive, rank_zero_first
 
 __all__ = ["CIFAR10_CLASSES", "CIFAR10_URL", "CIFAR10_MD5", "CIFAR10_MIRRORS", "MNIST_MIRRORS", "MNIST_MD5",
            "load_cifar10", "load_mnist", "synthetic_shapes", "to_tensor", "sample_batch", "restricted_unpickle"]
@@ -225,7 +225,7 @@ def _cache_write(key: Path, x: np.ndarray, y: np.ndarray) -> None:
         key.parent.mkdir(parents=True, exist_ok=True)
         for old in key.parent.glob(f".{key.name}.tmp-*"):  # leftovers of killed writers of this key
             pid = old.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 old.unlink(missing_ok=True)
         tmp = key.parent / f".{key.name}.tmp-{os.getpid()}"
         try:
@@ -255,16 +255,6 @@ def _default_cache() -> Path:
         return root / "cache"
     xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "hamlib"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --------------------------------------------------------------------------------------------- CIFAR-10

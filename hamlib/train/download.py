@@ -137,7 +137,8 @@ def rank_zero_first() -> Iterator[bool]:
 
 
 # --------------------------------------------------------------------------------------------- download
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (used to tell a dead writer's temp file from a live one)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -165,7 +166,7 @@ def _clean_stale(folder: Path, prefix: str) -> None:
         if len(fields) != 3 or not fields[0].isdigit() or fields[1] != _HOST:
             continue
         pid = int(fields[0])
-        if pid != os.getpid() and not _pid_alive(pid):
+        if pid != os.getpid() and not pid_alive(pid):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
