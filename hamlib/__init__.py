@@ -4,11 +4,11 @@ Geng, Guo, Chen, Li, Wei, Lin. "Is Attention Better Than Matrix Decomposition?" 
 
 The core (:mod:`hamlib.md`, :mod:`hamlib.hamburger`, :mod:`hamlib.attention`) imports only torch.
 """
-from .attention import SelfAttention2d
+from .attention import LinearAttention2d, SelfAttention2d
 from .hamburger import Hamburger
 from .md import CD2D, NMF2D, VQ2D, MatrixDecomposition2D, build_ham, solve
 
 __version__ = "0.1.0"
 
-__all__ = ["NMF2D", "VQ2D", "CD2D", "MatrixDecomposition2D", "build_ham", "solve", "Hamburger", "SelfAttention2d",
+__all__ = ["NMF2D", "VQ2D", "CD2D", "MatrixDecomposition2D", "build_ham", "solve", "Hamburger", "SelfAttention2d", "LinearAttention2d",
            "__version__"]

@@ -243,8 +243,8 @@ def machine_load() -> dict:
     """The machine's state right now: load averages, CPU count and this process's torch thread counts.
 
     Returns:
-        ``{"loadavg": (1, 5, 15 min) or None, "cpu_count": int, "torch_threads": int,
-        "torch_interop_threads": int}``.
+        a dict {"loadavg": (1, 5, 15 min) or None, "cpu_count": int, "torch_threads": int,
+        "torch_interop_threads": int}.
     """
     try:
         load = tuple(round(v, 2) for v in os.getloadavg())
@@ -274,9 +274,9 @@ def compare(candidates: Mapping[str, Callable[[], Any]], *, rounds: int = 5, war
         device: where the candidates run; CUDA is synchronised around every timed call.
 
     Returns:
-        ``{"candidates": {name: {"median_ms", "q25_ms", "q75_ms", "iqr_ms", "times_ms"}}, "rounds", "warmup",
+        a dict {"candidates": {name: {"median_ms", "q25_ms", "q75_ms", "iqr_ms", "times_ms"}}, "rounds", "warmup",
         "device", "torch_threads", "torch_interop_threads", "cpu_count", "loadavg_before", "loadavg_after",
-        "other_cpu_cores" (float or None), "wall_s"}``.
+        "other_cpu_cores" (float or None), "wall_s"}.
     """
     if not isinstance(candidates, Mapping) or not candidates:
         raise ValueError(f"candidates must be a non-empty dict of name -> callable; got {candidates!r}")

@@ -81,8 +81,8 @@ def load_verdict(timing: list[dict], max_load: float = DEFAULT_MAX_LOAD) -> dict
     average before a comparison exceeded ``max_load`` plus this process's torch threads.
 
     Returns:
-        ``{"busy": bool, "max_load": float, "other_cpu_cores_max": float | None, "loadavg_1min_max": float | None,
-        "torch_threads": int | None, "cpu_count": int | None, "message": str}``.
+        a dict {"busy": bool, "max_load": float, "other_cpu_cores_max": float or None, "loadavg_1min_max": float or None,
+        "torch_threads": int or None, "cpu_count": int or None, "message": str}.
     """
     if max_load < 0:
         raise ValueError(f"max_load must be >= 0; got {max_load}")

@@ -179,9 +179,9 @@ def train_global_context(md: str, grad: str, seed: int, cfg: OneStepConfig = One
         progress: show a tqdm bar.
 
     Returns:
-        ``{"md", "grad", "seed", "iters", "status": "ok" | "failed", "error": str | None, "failed_at": int | None,
+        a dict {"md", "grad", "seed", "iters", "status": "ok" or "failed", "error": str or None, "failed_at": int or None,
         "loss": [(iteration, train loss)], "max_grad_norm", "warnings": [str], "test_acc", "test_miou"
-        (None if failed), "wall_s"}``.
+        (None if failed), "wall_s"}.
     """
     if md not in MDS:
         raise ValueError(f"md must be one of {MDS}; got {md!r}")
