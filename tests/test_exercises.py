@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))
 # The chapters whose every exercise must come with an executable solution (issue 13).
-SOLVED = [p for p in NOTEBOOKS if p.name[:2] in {"01", "02", "03", "04", "05", "06", "07"}]
+SOLVED = [p for p in NOTEBOOKS if p.name[:2] in {"00", "01", "02", "03", "04", "05", "06", "07"}]
 CHECKER = re.compile(r"^_?check(_ex\d+)?$")   # check, _check, check_ex1, ...
 _DROPDOWN = re.compile(r"(?P<fence>:{3,}|`{3,})\{admonition\}[^\n]*\n(?P<body>.*?)(?P=fence)(?!\S)", re.S)
 _PYBLOCK = re.compile(r"^(?P<fence>`{3,})(?:python|py|\{code-cell\}\s*ipython3)\s*\n(?P<code>.*?)^(?P=fence)\s*$",
