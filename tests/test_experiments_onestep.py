@@ -40,7 +40,7 @@ def test_miou_and_net_shapes_and_ham_options():
 
 
 def test_config_validates_every_field():
-    with pytest.raises(ValueError, match="iters must be an int >= 1"):
+    with pytest.raises(ValueError, match="iters must be >= 1"):
         OneStepConfig(iters=0)
     with pytest.raises(ValueError, match="lr must be"):
         OneStepConfig(lr=float("nan"))
@@ -89,11 +89,16 @@ def test_implicit_mode_runs_to_a_result_instead_of_crashing():
 
 
 def test_cli_writes_results_with_provenance_and_resumes(tmp_path, monkeypatch):
-    out = tmp_path / "r.json"
-    args = ["--out", str(out), "--hams", "nmf", "--modes", "one-step,bptt", "--seeds", "1", "--iters", "2",
+    rd = tmp_path / "run"
+    args = ["--run-dir", str(rd), "--hams", "nmf", "--modes", "one-step,bptt", "--seeds", "1", "--iters", "2",
             "--batch-size", "2", "--test-size", "4", "--size", "8", "--channels", "8", "--R", "2"]
     assert main(args) == 0
-    data = json.loads(out.read_text())
+    data = json.loads((rd / "metrics.json").read_text())
+    # the shared run-folder layout: config.json at the start, one log line per finished run, metrics at the end
+    assert json.loads((rd / "config.json").read_text())["kind"] == "OneStepConfig"
+    logged = [json.loads(line) for line in (rd / "log.jsonl").read_text().splitlines()]
+    assert [(r["md"], r["grad"], r["step"]) for r in logged] == [("none", "one-step", 1), ("nmf", "one-step", 2),
+                                                                 ("nmf", "bptt", 3)]
     assert [(r["md"], r["grad"]) for r in data["runs"]] == [("none", "one-step"), ("nmf", "one-step"),
                                                             ("nmf", "bptt")]
     assert data["config"]["train_steps"] == 6 and data["failed"] == 0
@@ -101,15 +106,18 @@ def test_cli_writes_results_with_provenance_and_resumes(tmp_path, monkeypatch):
     # same command again: nothing is retrained
     monkeypatch.setattr(onestep, "train_global_context", lambda *a, **k: pytest.fail("retrained a finished run"))
     assert main(args) == 0
-    # different settings on the same file: refused unless --no-resume
+    # different settings in the same folder: refused (the trainers' resume rule) unless --no-resume
     with pytest.raises(SystemExit):
         main(args[:-2] + ["--R", "3"])
+    monkeypatch.undo()
+    assert main(args[:-2] + ["--R", "3", "--no-resume"]) == 0
+    assert json.loads((rd / "config.json").read_text())["config"]["R"] == 3
 
 
 def test_cli_rejects_bad_values(capsys):
     for bad in (["--modes", "full"], ["--hams", "pca"], ["--iters", "0"], ["--seeds", "-1"], ["--lr", "-1"]):
         with pytest.raises(SystemExit):
-            main(["--out", "x.json", *bad])
+            main(["--run-dir", "x", *bad])
         assert "error" in capsys.readouterr().err
 
 

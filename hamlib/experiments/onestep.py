@@ -8,19 +8,20 @@ ham (``md``) and one gradient mode (``grad``) for one seed (:func:`train_global_
 gradient cannot be used (an error from the solver, a non-finite loss or gradient) is recorded as failed
 with its reason, so that e.g. ``grad="implicit"`` is reported honestly instead of crashing the sweep.
 
-Command line (writes a results JSON with provenance; re-running the same command resumes, skipping the
-runs already in the file)::
+Command line (a run folder like every trainer's: ``config.json``, ``log.jsonl`` with one line per finished run,
+``metrics.json`` with provenance; re-running the same command resumes, skipping the runs already logged)::
 
-    python -m hamlib.experiments.onestep --out results.json --hams nmf,vq,cd --modes one-step,bptt,implicit
+    python -m hamlib.experiments.onestep --run-dir runs/onestep --hams nmf,vq,cd --modes one-step,bptt,implicit
 """
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -30,6 +31,7 @@ from torch.nn import functional as F
 
 from ..md.solver import GRAD_MODES, METHODS
 from ..train.cli import positive_int
+from ..train.config import Config, field
 
 __all__ = ["majority_task", "GlobalContextNet", "miou", "OneStepConfig", "train_global_context", "run_experiment",
            "main"]
@@ -121,7 +123,7 @@ def miou(pred: Tensor, target: Tensor, classes: int) -> float:
 
 
 @dataclass(frozen=True)
-class OneStepConfig:
+class OneStepConfig(Config):
     """Everything a run depends on except the ham kind, the gradient mode and the seed.
 
     Args:
@@ -130,29 +132,23 @@ class OneStepConfig:
         inv_t (float, optional): VQ/CD inverse temperature (None: 10). size (int): H = W of the task.
         test_size (int): images in the fixed test set. log_every (int): iterations between logged losses.
     """
-    iters: int = 300
-    batch_size: int = 32
-    lr: float = 3e-3
-    channels: int = 16
-    R: int = 4
-    train_steps: int = 6
-    eval_steps: int = 6
-    inv_t: Optional[float] = None
-    size: int = 16
-    test_size: int = 256
-    log_every: int = 10
+    iters: int = field(300, "training iterations", minimum=1)
+    batch_size: int = field(32, "images per iteration", minimum=1)
+    lr: float = field(3e-3, "Adam's learning rate", above=0)
+    channels: int = field(16, "width C = d of the net", minimum=1)
+    R: int = field(4, "rank r of the ham", minimum=1)
+    train_steps: int = field(6, "K, ham iterations in training", minimum=1)
+    eval_steps: int = field(6, "K, ham iterations at evaluation", minimum=1)
+    inv_t: Optional[float] = field(None, "VQ/CD inverse temperature (None: 10)", above=0)
+    size: int = field(16, "H = W of the task's images", minimum=1)
+    test_size: int = field(256, "images in the fixed test set", minimum=1)
+    log_every: int = field(10, "iterations between logged losses", minimum=1)
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name == "inv_t":
-                if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                    raise ValueError(f"inv_t must be a finite number > 0 or None; got {v!r}")
-            elif f.name == "lr":
-                if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                    raise ValueError(f"lr must be a finite number > 0; got {v!r}")
-            elif not isinstance(v, int) or v < 1:
-                raise ValueError(f"{f.name} must be an int >= 1; got {v!r}")
+    def check(self) -> None:
+        for name in ("lr", "inv_t"):
+            v = getattr(self, name)
+            if v is not None and not math.isfinite(v):
+                raise ValueError(f"{name} must be a finite number > 0; got {v!r}")
 
     def describe(self) -> str:
         """One line describing the task and the model, for results files."""
@@ -243,18 +239,21 @@ def train_global_context(md: str, grad: str, seed: int, cfg: OneStepConfig = One
 
 
 def run_experiment(hams: Sequence[str], modes: Sequence[str], seeds: int, cfg: OneStepConfig = OneStepConfig(), *,
-                   baseline: bool = True, device: torch.device | str = "cpu", out: Optional[Path] = None,
+                   baseline: bool = True, device: torch.device | str = "cpu", run_dir: Optional[os.PathLike] = None,
                    resume: bool = True, progress: bool = True) -> dict:
-    """Train every (ham, mode) pair (plus the CNN-only baseline) for ``seeds`` seeds; optionally write JSON.
+    """Train every (ham, mode) pair (plus the CNN-only baseline) for ``seeds`` seeds, in a shared run folder.
 
-    With ``out``, the results file is rewritten atomically after every run, and runs already in an existing
-    file are reused, so an interrupted sweep resumes where it stopped. An existing file with different
-    settings (``config``) is refused unless ``resume=False``, which starts over and overwrites it.
+    With ``run_dir`` (a :class:`hamlib.train.RunDir`), ``config.json`` holds ``cfg``, every finished run is
+    appended to ``log.jsonl`` as it ends, and ``metrics.json`` holds the whole sweep at the end. Runs already in
+    the log are reused, so an interrupted sweep resumes where it stopped; a folder holding another config is
+    refused (the same rule as every trainer) unless ``resume=False``, which starts afresh there.
 
     Returns:
-        ``{"task": str, "config": dict, "seeds": int, "iters": int, "runs": [run dicts], "provenance": dict}``.
+        a dict {"task": str, "config": dict, "seeds": int, "iters": int, "runs": [run dicts], "failed": int,
+        "provenance": dict}.
     """
-    from ..train.provenance import provenance, read_json, write_json
+    from ..train.provenance import provenance
+    from ..train.run import RunDir
 
     for h in hams:
         if h not in METHODS:
@@ -266,38 +265,36 @@ def run_experiment(hams: Sequence[str], modes: Sequence[str], seeds: int, cfg: O
         raise ValueError(f"seeds must be >= 1; got {seeds}")
     device = torch.device(device)
     todo = ([("none", "one-step")] if baseline else []) + [(h, m) for h in hams for m in modes]
+    run = RunDir(run_dir) if run_dir is not None else None
     done: dict[tuple, dict] = {}
-    if out is not None and Path(out).exists() and resume:
-        old = read_json(out)
-        if old.get("config") != asdict(cfg):
-            raise ValueError(f"{out} holds runs with different settings ({old.get('config')}) than this command's "
-                             f"({asdict(cfg)}); use another --out, or --no-resume to overwrite it")
-        done = {(r["md"], r["grad"], r["seed"]): r for r in old.get("runs", [])}
+    if run is not None:
+        if run.start(cfg, resume=resume):  # a checkpoint marks how many logged runs are complete
+            run.load(models={}, restore_rng=False)  # cuts the log back to it (a run logged after it is redone)
+        done = {(r["md"], r["grad"], r["seed"]): {k: v for k, v in r.items() if k != "step"} for r in run.history()}
     runs, t0 = [], time.perf_counter()
     wall_before = sum(r.get("wall_s", 0.0) for r in done.values())
-
-    def record() -> dict:
-        data = {"task": cfg.describe(), "config": asdict(cfg), "seeds": seeds, "iters": cfg.iters, "runs": runs,
-                "failed": sum(r["status"] == "failed" for r in runs),
-                "provenance": provenance(device=device, preset="cpu-reduced" if device.type == "cpu" else "gpu",
-                                         wall_time_s=wall_before + time.perf_counter() - t0)}
-        if out is not None:
-            write_json(out, data)
-        return data
-
     jobs = [(md, g, s) for md, g in todo for s in range(seeds)]
     if progress:
         from tqdm.auto import tqdm
         jobs = tqdm(jobs, desc="onestep runs")
     for md, g, s in jobs:
-        run = done.get((md, g, s))
-        if run is None:
-            run = train_global_context(md, g, s, cfg, device=device)
-            if run["status"] == "failed":
-                print(f"run {md}/{g}/seed {s} failed: {run['error']}", file=sys.stderr)
-        runs.append(run)
-        record()
-    return record()
+        rec = done.get((md, g, s))
+        if rec is None:
+            rec = train_global_context(md, g, s, cfg, device=device)
+            if rec["status"] == "failed":
+                print(f"run {md}/{g}/seed {s} failed: {rec['error']}", file=sys.stderr)
+            if run is not None:
+                done[(md, g, s)] = rec
+                run.log({"step": len(done), **rec})
+                run.save(len(done), models={})  # no model to keep: the checkpoint only records the step
+        runs.append(rec)
+    data = {"task": cfg.describe(), "config": cfg.to_dict(), "seeds": seeds, "iters": cfg.iters, "runs": runs,
+            "failed": sum(r["status"] == "failed" for r in runs),
+            "provenance": provenance(device=device, preset="cpu-reduced" if device.type == "cpu" else "gpu",
+                                     wall_time_s=wall_before + time.perf_counter() - t0)}
+    if run is not None:
+        run.write_metrics(data)
+    return data
 
 
 def _csv(choices: Sequence[str], what: str):
@@ -312,18 +309,19 @@ def _csv(choices: Sequence[str], what: str):
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """``python -m hamlib.experiments.onestep --out FILE``: every (ham, gradient mode) over seeds, to JSON."""
+    """``python -m hamlib.experiments.onestep --run-dir DIR``: every (ham, gradient mode) over seeds."""
     d = OneStepConfig()
     p = argparse.ArgumentParser(prog="python -m hamlib.experiments.onestep",
                                 description="One-step vs BPTT vs implicit gradient on the majority task. Re-running "
-                                            "the same command resumes from the runs already in --out.")
-    p.add_argument("--out", type=Path, required=True, help="results JSON to write (and resume from)")
+                                            "the same command resumes from the runs already in --run-dir.")
+    p.add_argument("--run-dir", type=Path, required=True,
+                   help="run folder: config.json, log.jsonl (one line per finished run), metrics.json")
     p.add_argument("--hams", type=_csv(METHODS, "--hams"), default=list(METHODS), help="default: nmf,vq,cd")
     p.add_argument("--modes", type=_csv(GRAD_MODES, "--modes"), default=["one-step", "bptt"],
                    help="comma-separated gradient modes from one-step,bptt,implicit (default: one-step,bptt)")
     p.add_argument("--seeds", type=positive_int, default=3, help="seeds per configuration (default 3)")
     p.add_argument("--no-baseline", action="store_true", help="skip the CNN-only run (md=none)")
-    p.add_argument("--no-resume", action="store_true", help="start over even if --out holds runs (overwrites it)")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if --run-dir holds a sweep (of another config)")
     for f in fields(OneStepConfig):
         if f.name in ("inv_t", "lr"):
             p.add_argument(f"--{f.name.replace('_', '-')}", type=float, default=getattr(d, f.name),
@@ -347,10 +345,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         data = run_experiment(args.hams, args.modes, args.seeds, cfg, baseline=not args.no_baseline, device=device,
-                              out=args.out, resume=not args.no_resume)
+                              run_dir=args.run_dir, resume=not args.no_resume)
     except ValueError as e:
         p.error(str(e))
-    print(f"wrote {args.out}: {len(data['runs'])} runs, {data['failed']} failed")
+    print(f"wrote {args.run_dir / 'metrics.json'}: {len(data['runs'])} runs, {data['failed']} failed")
     return 0
 
 
