@@ -53,6 +53,8 @@ class GANConfig(HamConfig):
         super().check()
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1) (Adam's beta1, beta2); got {self.betas}")
 
 
 @dataclass(frozen=True)

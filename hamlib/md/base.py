@@ -8,6 +8,8 @@ ICLR 2021, arXiv 2109.04553.
 """
 from __future__ import annotations
 
+import math
+
 import contextlib
 import warnings
 from typing import Optional, Union
@@ -63,8 +65,11 @@ def safe_scale(lo: Tensor, hi: Tensor) -> Tensor:
     """
     m = torch.maximum(hi.abs(), lo.abs())
     out = ((m > SAFE_MAX_HIGH) | (m < SAFE_MAX_LOW)) & (m > 0) & torch.isfinite(m)
-    scale = torch.where(out, torch.exp2(-torch.floor(torch.log2(torch.where(out, m, torch.ones_like(m))))),
-                        torch.ones_like(m))
+    # The exponent is clamped so that the factor and its inverse stay finite normal numbers in m's dtype:
+    # subnormal inputs (e.g. 1e-40 in float32) would otherwise need 2^133 = inf and turn the output into NaN.
+    emax = float(math.floor(math.log2(torch.finfo(m.dtype).max)) - 1)
+    e = torch.clamp(-torch.floor(torch.log2(torch.where(out, m, torch.ones_like(m)))), -emax, emax)
+    scale = torch.where(out, torch.exp2(e), torch.ones_like(m))
     return scale.reshape(-1, 1, 1)
 
 

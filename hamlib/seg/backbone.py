@@ -163,7 +163,15 @@ def load_pretrained(model: ResNet, source: Union[str, os.PathLike, dict]) -> Lis
     else:
         if not os.path.isfile(source):
             raise FileNotFoundError(f"pretrained weights file {source} not found")
-        state = torch.load(source, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(source, map_location="cpu", weights_only=True)
+        except Exception as e:  # not a torch file, truncated, or a pickle of Python objects (refused unrun)
+            raise ValueError(f"pretrained={source!r} is not a readable state dict of tensors "
+                             f"({type(e).__name__}: {str(e).splitlines()[0][:160]}); it was refused without "
+                             f"running it") from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ValueError(f"pretrained={source!r} must hold a dict of tensors (a ResNet state dict); "
+                             f"got {type(state).__name__}")
     unused = [k for k in state if k.startswith("fc.")]
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     own = model.state_dict()

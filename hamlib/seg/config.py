@@ -20,6 +20,9 @@ __all__ = ["SegConfig", "PRESETS", "get_preset", "HEADS", "DATASETS"]
 
 HEADS = ("fcn", "attention", "ham", "lightham")
 DATASETS = ("synthetic", "camvid", "voc")
+# The splits each data set has (hamlib.seg.data checks the same lists when it reads files).
+DATASET_SPLITS = {"synthetic": ("train", "val", "test"), "camvid": ("train", "val", "test", "trainval"),
+                  "voc": ("train", "val", "trainval", "trainaug")}
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,11 @@ class SegConfig(HamConfig):
             v = getattr(self, name)
             if not v or min(v) <= 0:
                 raise ValueError(f"{name} must be one or more positive factors; got {v!r}")
+        allowed = DATASET_SPLITS[self.dataset]
+        for name in ("train_split", "val_split", "test_split"):
+            v = getattr(self, name)
+            if v is not None and v not in allowed:
+                raise ValueError(f"{name} must be one of {allowed} for dataset={self.dataset!r}; got {v!r}")
 
 
 PRESETS: Presets[SegConfig] = Presets(SegConfig, {

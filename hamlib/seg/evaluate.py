@@ -22,6 +22,10 @@ __all__ = ["predict", "evaluate", "head_cost"]
 def predict(model: nn.Module, img: Tensor, scales: Sequence[float] = (1.0,), flip: bool = False) -> Tensor:
     """Summed logits (B, K, H, W) over ``scales`` (and horizontal flips) for images (B, 3, H, W)."""
     H, W = img.shape[-2:]
+    for s in scales:
+        if not (s > 0 and round(H * s) >= 8 and round(W * s) >= 8):
+            raise ValueError(f"scales must each give an image of at least 8x8 pixels; scale {s} turns "
+                             f"{H}x{W} into {round(H * s)}x{round(W * s)}")
     total = None
     for s in scales:
         x = img if s == 1.0 else F.interpolate(img, scale_factor=s, mode="bilinear", align_corners=False)

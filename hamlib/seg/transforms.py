@@ -137,6 +137,8 @@ class SeededView(Dataset):
 
 def _dataset(cfg: SegConfig, split: str, limit: Optional[int]):
     if cfg.dataset == "synthetic":
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be one of ('train', 'val', 'test') for the synthetic data set; got {split!r}")
         n = cfg.synthetic_n if split == "train" else max(cfg.synthetic_n // 4, 8)
         seed = {"train": 0, "val": 1, "test": 2}.get(split, 3) + 10 * cfg.seed
         return SyntheticShapes(limit or n, cfg.synthetic_size, cfg.num_classes, seed=seed)

@@ -153,7 +153,9 @@ def run_errors() -> tuple:
     """Exceptions a CLI turns into a one-line error with exit status 2 (no traceback)."""
     from .checkpoint import CheckpointError
     from .run import RunMismatchError
-    return (FileNotFoundError, PermissionError, CheckpointError, RunMismatchError, ValueError)
+    # NotADirectoryError / FileExistsError / IsADirectoryError: a --run-dir or --out under a file, or a file.
+    return (FileNotFoundError, PermissionError, NotADirectoryError, FileExistsError, IsADirectoryError,
+            CheckpointError, RunMismatchError, ValueError)
 
 
 def fail(p: argparse.ArgumentParser, e: BaseException) -> None:
@@ -190,4 +192,6 @@ def run_main(ap: argparse.ArgumentParser, run: Callable[[argparse.ArgumentParser
         return run(sp, a, device)
     except run_errors() as e:
         fail(sp, e)
+    except KeyboardInterrupt:  # Ctrl-C: the last checkpoint is intact; say how to continue instead of a traceback
+        sp.exit(130, f"{sp.prog}: interrupted; run the same command again to resume from the last checkpoint\n")
     return 2

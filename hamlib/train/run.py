@@ -37,6 +37,9 @@ __all__ = ["RunDir", "RunMismatchError", "Timer"]
 C = TypeVar("C", bound=Config)
 
 
+_HELD_LOCKS: dict = {}  # resolved run folder -> the open lock file this process holds
+
+
 class RunMismatchError(ValueError):
     """A run folder holds a run of another config (or application) than the one asked for."""
 
@@ -59,6 +62,7 @@ class RunDir:
         self.path = Path(path)
         self.is_main = is_main
         self._ckpt: Optional[dict] = None  # read (and checked) by start(), used by the next load()
+        self._cfg: Optional[Config] = None  # the config this object trains (start) or evaluates (config)
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -116,7 +120,8 @@ class RunDir:
             return d["config"]
         if d.get("kind") not in (None, cls.__name__):
             raise RunMismatchError(f"{self.path} holds a {d.get('kind')} run, not a {cls.__name__} run")
-        return cls.from_dict(d["config"])
+        self._cfg = cls.from_dict(d["config"])
+        return self._cfg
 
     def check_writable(self) -> None:
         """Create the folder and write a probe file, so an unwritable folder fails before any training.
@@ -157,22 +162,51 @@ class RunDir:
         """
         if self.is_main:
             self.check_writable()
+            self._lock()
             self.clean_temp_files()
-            existing = self.config_path.is_file() or self.checkpoint.is_file()
-            if existing and resume:
+            has_ckpt = self.checkpoint.is_file()
+            existing = self.config_path.is_file() or has_ckpt
+            # Only a checkpoint holds progress to protect: a config.json alone (a run refused before its first
+            # checkpoint, e.g. for a bad data split) is simply replaced by the new config.
+            if has_ckpt and resume:
                 self._check_same(cfg)
-                if self.checkpoint.is_file():  # a corrupt, foreign or unsafe checkpoint fails before any work
-                    self._ckpt = read_checkpoint(self.checkpoint)
+                self._ckpt = read_checkpoint(self.checkpoint)  # a corrupt, foreign or unsafe file fails now
             stale = (self.log_path, self.metrics_path, self.weights_path)
             if not (existing and resume):  # a new run, or --no-resume: start afresh in this folder
                 stale = (self.checkpoint,) + stale
-            if not (existing and resume) or not self.checkpoint.is_file():
+            if not (existing and resume) or not has_ckpt:
                 for p in stale:
                     if p.exists():
                         p.unlink()
             write_json(self.config_path, {"kind": type(cfg).__name__, "config": cfg.to_dict()})
+        self._cfg = cfg
         barrier()  # under torchrun the other processes wait for the main one's checks and writes
         return self.checkpoint.is_file()
+
+    def _lock(self) -> None:
+        """Hold an exclusive lock on the folder for the life of this process, so that two trainers started in the
+        same run folder cannot interleave their checkpoints and logs (re-entrant within one process)."""
+        key = str(self.path.resolve())
+        if key in _HELD_LOCKS:
+            return
+        try:
+            import fcntl
+        except ImportError:  # no POSIX locks (Windows): run without the guard
+            return
+        f = open(self.path / ".lock", "a")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            raise RunMismatchError(f"another process is already running in {self.path}; wait for it to finish "
+                                   f"(or stop it), or choose another --run-dir") from None
+        _HELD_LOCKS[key] = f
+
+    def release(self) -> None:
+        """Let other processes use the folder again (called when a run has written its metrics)."""
+        f = _HELD_LOCKS.pop(str(self.path.resolve()), None)
+        if f is not None:
+            f.close()
 
     def _check_same(self, cfg: Config) -> None:
         if not self.config_path.is_file():
@@ -196,6 +230,9 @@ class RunDir:
         """Write ``last.pt`` (main process only): any number of named models/optimizers/schedulers/scalers."""
         if not self.is_main:
             return None
+        extra = dict(extra or {})
+        if self._cfg is not None:  # what was trained, to catch a config.json edited after training
+            extra.setdefault("run_config", {"kind": type(self._cfg).__name__, "config": self._cfg.to_dict()})
         return save_checkpoint(self.checkpoint, step, models=models, optimizers=optimizers, schedulers=schedulers,
                                scalers=scalers, extra=extra)
 
@@ -210,6 +247,15 @@ class RunDir:
         cached, self._ckpt = self._ckpt, None  # CPU tensors; load_state_dict moves them to the model's device
         ck = load_checkpoint(self.checkpoint, models=models, optimizers=optimizers, schedulers=schedulers,
                              scalers=scalers, restore_rng=restore_rng, map_location=map_location, ckpt=cached)
+        stored = (ck.get("extra") or {}).get("run_config")
+        if stored is not None and self._cfg is not None and stored.get("kind") == type(self._cfg).__name__:
+            ignore = type(self._cfg).runtime_fields()
+            now = self._cfg.to_dict()
+            diff = {k: (v, now.get(k)) for k, v in stored["config"].items() if k not in ignore and now.get(k) != v}
+            if diff:
+                shown = ", ".join(f"{k}: trained with {a!r}, config says {b!r}" for k, (a, b) in diff.items())
+                raise RunMismatchError(f"{self.checkpoint} was trained with another config than {self.config_path} "
+                                       f"now holds ({shown}); the folder was edited, so its weights are not evaluated")
         if self.is_main:
             self._truncate_log(ck["step"])
         return {"step": ck["step"], "extra": ck["extra"]}
@@ -270,8 +316,12 @@ class RunDir:
         atomic_write(self.log_path, lambda f: f.write(text.encode()))
 
     def write_metrics(self, metrics: Mapping[str, Any]) -> Optional[Path]:
-        """Write ``metrics.json`` (main process only)."""
-        return write_json(self.metrics_path, dict(metrics)) if self.is_main else None
+        """Write ``metrics.json`` (main process only); the run is over, so the folder's lock is released."""
+        if not self.is_main:
+            return None
+        out = write_json(self.metrics_path, dict(metrics))
+        self.release()
+        return out
 
     def metrics(self) -> dict:
         """The run's ``metrics.json``."""
