@@ -304,10 +304,12 @@ def compare(candidates: Mapping[str, Callable[[], Any]], *, rounds: int = 5, war
     wall = time.perf_counter() - wall0
     jiffies1, own1 = _cpu_jiffies(), _own_cpu_s()
     other = None
-    if jiffies0 is not None and jiffies1 is not None and wall > 0:
-        ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    # /proc/stat counts in clock ticks (10 ms): over less than 20 ticks the estimate is noise (a 30 us run once
+    # reported 336 "cores"), so it is left out (None) rather than reported wrong.
+    if jiffies0 is not None and jiffies1 is not None and wall >= 20 / ticks:
         busy_s = (jiffies1[0] - jiffies0[0]) / ticks
-        other = round(max(0.0, busy_s - (own1 - own0)) / wall, 3)
+        other = round(min(max(0.0, busy_s - (own1 - own0)) / wall, float(os.cpu_count() or 1)), 3)
     after = machine_load()
     return {"candidates": {name: _stats(times[name]) for name in names}, "rounds": rounds, "warmup": warmup,
             "device": str(device), "torch_threads": before["torch_threads"],
