@@ -142,10 +142,13 @@ def test_every_exercise_has_a_solution(path: Path) -> None:
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", SOLVED, ids=[p.name for p in SOLVED])
-def test_solutions_pass_their_checkers(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_solutions_pass_their_checkers(path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from nbclient import NotebookClient
 
     monkeypatch.setenv("HAMLIB_TINY", "1")
+    # Run folders of their own: the book build may be training the same chapter in book/runs at this moment
+    # (pytest -n 2), and a run folder is locked against a second trainer.
+    monkeypatch.setenv("HAMLIB_RUNS", str(tmp_path / "runs"))
     nb = nbformat.read(path, as_version=4)
     cells, probes = [], []
     for cell in nb.cells:
