@@ -37,13 +37,16 @@ from ..hamburger import Hamburger
 from ..layers import conv_norm_act
 from ..train.provenance import provenance, read_json, write_json
 
-__all__ = ["HEADS", "StudyHead", "build_head", "cache_features", "train_head", "summarise", "t_interval", "main"]
+__all__ = ["HEADS", "GRAD_HEADS", "StudyHead", "build_head", "cache_features", "train_head", "summarise", "t_interval", "main"]
 
 NUM_CLASSES = 11
 IGNORE = 255
 LEVELS = ("s8", "s16", "s32")
 IN_CHANNELS = 40 + 112 + 320
 HEADS = ("fcn", "attention", "linear", "ham-nmf", "ham-vq", "ham-cd", "lightham")
+#: The paper's Table 1 in this head: the same Hamburgers trained with back-propagation through all K steps
+#: (``-bptt``) or with the implicit gradient (``-implicit``) instead of the one-step gradient.
+GRAD_HEADS = tuple(f"ham-{m}-{g}" for g in ("bptt", "implicit") for m in ("nmf", "vq", "cd"))
 CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian",
            "Bicyclist")
 
@@ -76,6 +79,9 @@ class StudyHead(nn.Module):
 def build_head(name: str, d: int = 128, R: int = 16) -> StudyHead:
     """The study head ``name`` (one of :data:`HEADS`) at width ``d`` and rank ``R`` (Hamburgers)."""
     ham = dict(R=R, train_steps=6, eval_steps=7, eval_seed=0)
+    if name in GRAD_HEADS:
+        name, grad = name.rsplit("-", 1)
+        ham["grad"] = grad
     if name == "fcn":
         return StudyHead(None, d)
     if name == "attention":
@@ -91,7 +97,7 @@ def build_head(name: str, d: int = 128, R: int = 16) -> StudyHead:
     if name == "lightham":
         return StudyHead(Hamburger(d, d, "nmf", version="v1", norm="gn", form="code", **ham), d, norm="gn",
                          align_kernel=1)
-    raise ValueError(f"head must be one of {HEADS}; got {name!r}")
+    raise ValueError(f"head must be one of {HEADS + GRAD_HEADS}; got {name!r}")
 
 
 # --------------------------------------------------------------------------------------- the feature cache
@@ -234,18 +240,34 @@ def summarise(records: List[dict], *, baselines: Sequence[str] = ("fcn", "attent
 
 
 # ------------------------------------------------------------------------------------------- the CLI
-def _cost(name: str, d: int, R: int, sizes: Sequence[tuple]) -> Dict[str, object]:
+def _costs(names: Sequence[str], d: int, R: int, sizes: Sequence[tuple], rounds: int = 5) -> Dict[str, object]:
+    """Parameters, counted FLOPs and inference latency of every head at each feature-map size.
+
+    The heads of one size are timed interleaved in one process (:func:`hamlib.measure.compare`), so their
+    latencies are comparable with each other, not with another machine's.
+    """
     from .. import measure
 
-    head = build_head(name, d, R).eval()
-    rows = []
-    for (h, w) in sizes:
-        x = torch.randn(1, IN_CHANNELS, h, w)
-        with torch.no_grad():
-            flops = measure.count_flops(lambda: head(x))
-            t = measure.time_fn(lambda: head(x), warmup=1, repeats=5)
-        rows.append({"size": [h, w], "gflops": flops / 1e9, "latency_ms": t["median_ms"]})
-    return {"params": sum(p.numel() for p in head.parameters()), "per_size": rows}
+    heads = {h: build_head(h, d, R).eval() for h in names}
+    out: Dict[str, object] = {h: {"params": sum(p.numel() for p in m.parameters()), "per_size": []}
+                              for h, m in heads.items()}
+    for (h_, w_) in sizes:
+        x = torch.randn(1, IN_CHANNELS, h_, w_)
+
+        def call(m):
+            def run():
+                with torch.no_grad():
+                    m(x)
+            return run
+
+        res = measure.compare({h: call(m) for h, m in heads.items()}, rounds=rounds)
+        for h, m in heads.items():
+            with torch.no_grad():
+                flops = measure.count_flops(lambda: m(x))
+            out[h]["per_size"].append({"size": [h_, w_], "gflops": flops / 1e9,
+                                       "latency_ms": res["candidates"][h]["median_ms"],
+                                       "other_cpu_cores": res["other_cpu_cores"]})
+    return out
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -258,7 +280,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     c.add_argument("--limit", type=int, default=None)
     t = sub.add_parser("train", help="train heads x seeds on the cache (resumable)")
     t.add_argument("--cache", required=True)
-    t.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS)
+    t.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS + GRAD_HEADS)
     t.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     t.add_argument("--iters", type=int, default=600)
     t.add_argument("--records", default=None, help="default: CACHE/records.json")
@@ -297,7 +319,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     summ = summarise(records)
     feat = load_split(a.cache, "test")["feats"].shape[-2:]
     sizes = [tuple(feat), (round(feat[0] * 2 ** .5), round(feat[1] * 2 ** .5)), (feat[0] * 2, feat[1] * 2)]
-    summ["cost"] = {h: _cost(h, 128, 16, sizes) for h in summ["heads"]}
+    summ["cost"] = _costs(list(summ["heads"]), 128, 16, sizes)
     summ["protocol"] = {"feature_map": list(feat), "encoder": "efficientnet-lite0 ImageNet, frozen, OS8",
                         "records": [str(p) for p in paths]}
     summ["provenance"] = provenance()

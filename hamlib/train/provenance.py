@@ -38,11 +38,12 @@ def command_line() -> str:
 
 
 def device_name(device: torch.device | str | None = None) -> str:
-    """A human-readable device string, e.g. ``"cuda: NVIDIA H100 80GB HBM3"`` or ``"cpu: x86_64, 2 threads"``."""
+    """A human-readable device string, e.g. ``"cuda: NVIDIA H100 80GB HBM3"`` or ``"cpu: x86_64, 2 cores, 1 torch thread"``."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {platform.machine()}, {torch.get_num_threads()} threads"
+    t = torch.get_num_threads()
+    return f"cpu: {platform.machine()}, {os.cpu_count()} cores, {t} torch thread{'s' if t != 1 else ''}"
 
 
 def provenance(*, device: torch.device | str | None = None, preset: Optional[str] = None,
