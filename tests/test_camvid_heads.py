@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -47,15 +46,6 @@ def test_training_is_seeded_and_evaluation_scores_every_class() -> None:
         assert torch.equal(p, q), k
     scores = ch.evaluate_head(a, test)
     assert 0.0 <= scores["miou"] <= 1.0 and set(scores["iou"]) == set(ch.CLASSES)
-
-
-def test_t_interval_matches_a_hand_computation() -> None:
-    r = ch.t_interval([1.0, 2.0, 3.0, 4.0, 5.0])
-    assert r["mean"] == 3.0 and r["std"] == pytest.approx(math.sqrt(2.5)) and r["n"] == 5
-    half = 2.776 * math.sqrt(2.5) / math.sqrt(5)
-    assert r["ci95"] == pytest.approx([3.0 - half, 3.0 + half])
-    with pytest.raises(ValueError, match="at least 2"):
-        ch.t_interval([1.0])
 
 
 def test_summary_pairs_the_differences_by_seed() -> None:

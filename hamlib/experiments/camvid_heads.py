@@ -22,7 +22,6 @@ killed study resumes where it stopped.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -35,6 +34,7 @@ from torch import Tensor, nn
 
 from ..hamburger import Hamburger
 from ..layers import conv_norm_act
+from ..stats import paired_difference, t_interval
 from ..train.provenance import provenance, read_json, write_json
 
 __all__ = ["HEADS", "GRAD_HEADS", "StudyHead", "build_head", "cache_features", "train_head", "summarise", "t_interval", "main"]
@@ -207,34 +207,31 @@ def train_head(name: str, seed: int, train: Dict[str, Tensor], *, iters: int = 6
 
 
 # ------------------------------------------------------------------------------------------- statistics
-# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
-
-def t_interval(xs: Sequence[float]) -> Dict[str, float]:
-    """Mean, sample std and the 95% t confidence interval of the mean of ``xs`` (n >= 2)."""
-    n = len(xs)
-    if n < 2:
-        raise ValueError(f"a confidence interval needs at least 2 values; got {n}")
-    m = sum(xs) / n
-    s = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1))
-    h = (_T975[n - 2] if n - 1 <= len(_T975) else 1.96) * s / math.sqrt(n)
-    return {"mean": m, "std": s, "ci95": [m - h, m + h], "n": n}
-
-
 def summarise(records: List[dict], *, baselines: Sequence[str] = ("fcn", "attention")) -> Dict[str, object]:
-    """Per head: test mIoU mean/std/CI; paired (same seed) differences to each baseline with a 95% CI."""
-    by = {}
+    """Per head: test mIoU mean/std/CI, per-class IoU means, and paired (same seed) differences with a 95% CI.
+
+    Differences are taken to each of ``baselines`` and, for the ``-bptt`` / ``-implicit`` heads, to the same
+    Hamburger trained with the one-step gradient (``diff_vs_onestep``, the paper's Table 1).
+    """
+    by: Dict[str, Dict[int, float]] = {}
+    ious: Dict[str, Dict[str, List[float]]] = {}
     for r in records:
         by.setdefault(r["head"], {})[r["seed"]] = r["test"]["miou"]
+        for c, v in r["test"].get("iou", {}).items():
+            if v is not None:
+                ious.setdefault(r["head"], {}).setdefault(c, []).append(v)
     out: Dict[str, object] = {"heads": {}}
     for h, seeds in by.items():
-        row = {"test_miou": t_interval(list(seeds.values())) if len(seeds) > 1 else {"mean": next(iter(seeds.values())), "n": 1}}
-        for b in baselines:
-            common = sorted(set(seeds) & set(by.get(b, {})))
+        row: Dict[str, object] = {"test_miou": t_interval(list(seeds.values())) if len(seeds) > 1
+                                  else {"mean": next(iter(seeds.values())), "n": 1},
+                                  "class_iou_mean": {c: sum(v) / len(v) for c, v in ious.get(h, {}).items()}}
+        pairs = [(b, b) for b in baselines]
+        if h in GRAD_HEADS:
+            pairs.append(("onestep", h.rsplit("-", 1)[0]))
+        for label, b in pairs:
+            common = set(seeds) & set(by.get(b, {}))
             if h != b and len(common) > 1:
-                row[f"diff_vs_{b}"] = t_interval([seeds[s] - by[b][s] for s in common])
+                row[f"diff_vs_{label}"] = paired_difference(seeds, by[b])
         out["heads"][h] = row
     return out
 
