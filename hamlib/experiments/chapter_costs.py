@@ -51,7 +51,8 @@ RATES = {"T4": 4.0e12, "H100": 30.0e12}
 T_OP = 10e-6
 CHAPTERS = ("00_how_to_use", "01_global_context", "02_low_rank_recovery", "03_three_solvers", "04_hamburger",
             "05_one_step_gradient", "06_hamnet", "07_hamgan")
-BOX_TAG = "<!-- chapter_costs -->"   # marks the generated lines inside a box (invisible when rendered)
+#: How the generated lines of a box begin (no other line of a box may begin so).
+BOX_PREFIXES = ("* **CPU, tiny mode** (the default without a GPU):", "* **GPU, full mode:**")
 
 
 @dataclass
@@ -268,24 +269,29 @@ def _duration(seconds: float) -> str:
     return f"{hours:.1f} h" if hours < 10 else f"{round(hours)} h"
 
 
+def _ops(n: int) -> str:
+    return f"{n / 1e6:.1f} M operators" if n >= 1e6 else f"{max(1, round(n / 1e3))} k operators"
+
+
 def box_lines(entry: dict) -> list[str]:
     """The two markdown bullets of a chapter's box, from its JSON entry."""
     cpu = entry.get("cpu_tiny_s")
     date = entry.get("cpu_measured_on", "")
     cpu_text = (f"about {_duration(cpu)}, measured ({entry.get('cpu_machine', 'a CPU')}, {date}: the notebook run "
                 f"alone in an empty folder)" if cpu is not None else "not measured")
-    lines = [f"* **CPU, tiny mode** (the default without a GPU): {cpu_text}."]
+    lines = [f"{BOX_PREFIXES[0]} {cpu_text}."]
     gpu = entry["gpu_estimate_s"]
     if entry["full_flops"] == 0:
-        lines.append("* **GPU, full mode:** the same as tiny mode: this chapter trains nothing.")
+        lines.append(f"{BOX_PREFIXES[1]} the same as tiny mode: this chapter trains nothing.")
     else:
         tflop = entry["full_flops"] / 1e12
-        amount = f"{tflop:.1f} TFLOP" if tflop >= 0.1 else f"{entry['full_flops'] / 1e9:.1f} GFLOP"
-        lines.append(f"* **GPU, full mode:** about {_duration(gpu['T4'])} on a Colab T4 and "
+        amount = (f"{tflop:,.0f} TFLOP" if tflop >= 100 else f"{tflop:.1f} TFLOP" if tflop >= 0.1
+                  else f"{entry['full_flops'] / 1e9:.1f} GFLOP")
+        lines.append(f"{BOX_PREFIXES[1]} about {_duration(gpu['T4'])} on a Colab T4 and "
                      f"{_duration(gpu['H100'])} on an H100 for {entry['full_what']}: an *estimate* from counted work "
-                     f"({amount}, {entry['full_ops'] / 1e6:.2g} M operators; see `hamlib.experiments.chapter_costs`), "
+                     f"({amount}, {_ops(entry['full_ops'])}; see `hamlib.experiments.chapter_costs`), "
                      f"not a measurement; plotting and data loading come on top.")
-    return [line + " " + BOX_TAG for line in lines]
+    return lines
 
 
 # --- measuring the tiny mode ------------------------------------------------------------------------------------------
@@ -329,7 +335,7 @@ def write_boxes(data: dict, book: Path) -> list[str]:
         if cell is None:
             raise SystemExit(f"{path}: no 'What you need / how long' box")
         lines = cell.source.splitlines()
-        keep = [ln for ln in lines if BOX_TAG not in ln]
+        keep = [ln for ln in lines if not ln.startswith(BOX_PREFIXES)]
         head = next(i for i, ln in enumerate(keep) if ln.startswith(":class:") or "What you need" in ln)
         while head + 1 < len(keep) and keep[head + 1].startswith(":class:"):
             head += 1
