@@ -76,16 +76,16 @@ def test_checkout_finds_every_committed_result() -> None:
 
 def test_load_json_matches_file() -> None:
     assert results.load_json("bench_cpu.json") == json.loads((BOOK_RESULTS / "bench_cpu.json").read_text())
-    assert "provenance" in results.load_json("hamnet/camvid_cpu.json")
+    assert "provenance" in results.load_json("camvid_heads/summary.json")
 
 
 def test_package_data_is_searched_before_the_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pkg = tmp_path / "data"
-    (pkg / "hamnet").mkdir(parents=True)
-    (pkg / "hamnet" / "camvid_cpu.json").write_text('{"from": "package"}')
+    (pkg / "camvid_heads").mkdir(parents=True)
+    (pkg / "camvid_heads" / "summary.json").write_text('{"from": "package"}')
     monkeypatch.setattr(results, "PACKAGE_DATA", pkg)
     assert results.search_path() == [pkg, BOOK_RESULTS]
-    assert results.load_json("hamnet/camvid_cpu.json") == {"from": "package"}
+    assert results.load_json("camvid_heads/summary.json") == {"from": "package"}
     assert results.path("bench_cpu.json") == BOOK_RESULTS / "bench_cpu.json"   # falls through to the checkout
 
 
@@ -144,13 +144,13 @@ def test_installed_wheel_finds_results_from_any_folder(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:   # a wheel install is an unzip into site-packages
         zf.extractall(site)
     code = ("import hamlib.results as r, json; "
-            "print(json.dumps([str(r.path('hamnet/camvid_cpu.json')), r.load_json('bench_cpu.json')['provenance'], "
+            "print(json.dumps([str(r.path('camvid_heads/summary.json')), r.load_json('bench_cpu.json')['provenance'], "
             "[str(p) for p in r.search_path()]]))")
     empty = tmp_path / "elsewhere"
     empty.mkdir()
     out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); {code}"],
                          cwd=empty, capture_output=True, text=True, check=True).stdout
     found, prov, roots = json.loads(out)
-    assert found == str(site / "hamlib" / "results" / "data" / "hamnet" / "camvid_cpu.json")
+    assert found == str(site / "hamlib" / "results" / "data" / "camvid_heads" / "summary.json")
     assert prov == results.load_json("bench_cpu.json")["provenance"]
     assert roots == [str(site / "hamlib" / "results" / "data")]

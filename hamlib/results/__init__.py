@@ -9,7 +9,7 @@ carries them as package data in ``hamlib/results/data/`` (``pyproject.toml`` map
 Example:
     >>> import hamlib.results
     >>> bench = hamlib.results.load_json("bench_cpu.json")
-    >>> png = hamlib.results.path("hamnet/camvid_cpu_curves.png")
+    >>> heads = hamlib.results.load_json("camvid_heads/summary.json")
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _check_name(name: str) -> PurePosixPath:
     if rel.is_absolute() or ".." in rel.parts or rel.parts[:1] == ("results",):
         raise ValueError(
             f"name must be a path relative to the results folder without '..' or a leading 'results/' "
-            f"(e.g. 'hamnet/camvid_cpu.json'), got {name!r}"
+            f"(e.g. 'camvid_heads/summary.json'), got {name!r}"
         )
     return rel
 
@@ -59,7 +59,7 @@ def path(name: str) -> Path:
 
     Args:
         name: path relative to ``book/results`` (POSIX separators), e.g. ``"bench_cpu.json"``,
-            ``"hamnet/camvid_cpu_curves.png"`` or the folder ``"hamgan"``.
+            ``"camvid_heads/summary.json"`` or the folder ``"hamgan"``.
 
     Returns:
         The absolute path of the first match in :func:`search_path`.
