@@ -16,6 +16,7 @@ Command line (a run folder like every trainer's: ``config.json``, ``log.jsonl`` 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import sys
@@ -157,8 +158,37 @@ class OneStepConfig(Config):
                 f"Adam lr {self.lr}, batch_size {self.batch_size}")
 
 
+def state_spectral_radius(net: "GlobalContextNet", x: Tensor) -> float:
+    """Spectral radius rho(J) of the ham's solver step J = dF/dh at the state h^K it reaches on ``x``.
+
+    The state is the one a training forward reaches: the net's stem and lower bread map ``x`` (one image,
+    shape (1, classes, H, W)) to the ham's data X (d x n), the ham runs its ``train_steps`` from random
+    bases, and J is the dense Jacobian of one more step there (size r(d + n) squared). rho(J) < 1 means the
+    iteration contracts near h^K (BPTT's and the implicit gradient's series converge); NMF always has an
+    eigenvalue 1 (its scaling symmetry), so its rho is at least 1.
+
+    Raises:
+        ValueError: if the net has no ham (``md="none"``) or ``x`` is not one image.
+    """
+    from .. import analysis
+
+    if isinstance(net.ham, nn.Identity):
+        raise ValueError("net must have a ham (md='nmf', 'vq' or 'cd') to measure its Jacobian; got md='none'")
+    if x.ndim != 4 or x.shape[0] != 1:
+        raise ValueError(f"x must be one image of shape (1, C, H, W); got {tuple(x.shape)}")
+    probe = copy.deepcopy(net).train()   # the state a training forward reaches (train_steps, batch statistics),
+    ham = probe.ham.ham                  # on a copy, so that the net's BatchNorm running statistics stay as they are
+    with torch.no_grad():
+        h = probe.ham.lower_bread(probe.stem(x))
+        _, sol = ham.solve(h)
+    xm = ham.unfold(h).to(sol.bases.dtype) * sol.scale
+    J = analysis.state_jacobian(xm, sol.bases, sol.coef, ham.method, inv_t=ham.inv_t, beta=ham.beta)
+    return analysis.jacobian_spectrum(J)["spectral_radius"]
+
+
 def train_global_context(md: str, grad: str, seed: int, cfg: OneStepConfig = OneStepConfig(), *,
-                         device: torch.device | str = "cpu", progress: bool = False) -> dict:
+                         device: torch.device | str = "cpu", progress: bool = False,
+                         probe_at: Sequence[int] = ()) -> dict:
     """Train :class:`GlobalContextNet` on :func:`majority_task` with one ham and gradient mode; evaluate it.
 
     Data are drawn on the CPU (seeded) and moved to ``device``; the test set is the same for every run.
@@ -173,11 +203,14 @@ def train_global_context(md: str, grad: str, seed: int, cfg: OneStepConfig = One
         cfg: the run's settings.
         device: where to train.
         progress: show a tqdm bar.
+        probe_at: iterations at which to measure :func:`state_spectral_radius` on a fixed test image
+            (after the backward of that iteration; ignored for ``md="none"``).
 
     Returns:
         a dict {"md", "grad", "seed", "iters", "status": "ok" or "failed", "error": str or None, "failed_at": int or None,
-        "loss": [(iteration, train loss)], "max_grad_norm", "warnings": [str], "test_acc", "test_miou"
-        (None if failed), "wall_s"}.
+        "loss": [(iteration, train loss)], "grad_norm": [(iteration, whole net, stem below the ham)],
+        "max_grad_norm", "warnings": [str], "test_acc", "test_miou" (None if failed), "wall_s"}, plus
+        "probes": [{"it", "rho", "grad_norm", "stem_grad_norm"}] when ``probe_at`` is given.
     """
     if md not in MDS:
         raise ValueError(f"md must be one of {MDS}; got {md!r}")
@@ -194,6 +227,10 @@ def train_global_context(md: str, grad: str, seed: int, cfg: OneStepConfig = One
                            eval_steps=cfg.eval_steps, inv_t=cfg.inv_t).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     curve: list[tuple[int, float]] = []
+    gcurve: list[tuple[int, float, float]] = []
+    probes: list[dict] = []
+    probe_set = set(int(i) for i in probe_at) if md != "none" else set()
+    x_probe = x_te[:1]
     error, failed_at, max_gn = None, None, 0.0
     t0 = time.perf_counter()
     it_range = range(cfg.iters)
@@ -219,9 +256,20 @@ def train_global_context(md: str, grad: str, seed: int, cfg: OneStepConfig = One
                                    f"(loss {lv}, gradient norm {gn}) at iteration {it}", it
                 break
             max_gn = max(max_gn, gn)
+            logged = it % cfg.log_every == 0 or it == cfg.iters - 1
+            if logged or it in probe_set:
+                stem_gn = float(torch.sqrt(sum(p.grad.detach().pow(2).sum() for p in net.stem.parameters()
+                                               if p.grad is not None)))
+            if it in probe_set:
+                try:
+                    rho = state_spectral_radius(net, x_probe)
+                except (RuntimeError, ValueError, ArithmeticError) as e:   # e.g. eigvals of a non-finite J
+                    rho = f"{type(e).__name__}: {e}"
+                probes.append({"it": it, "rho": rho, "grad_norm": gn, "stem_grad_norm": stem_gn})
             opt.step()
-            if it % cfg.log_every == 0 or it == cfg.iters - 1:
+            if logged:
                 curve.append((it, lv))
+                gcurve.append((it, gn, stem_gn))
         test_acc = test_miou = None
         if error is None:
             net.eval()
@@ -234,8 +282,9 @@ def train_global_context(md: str, grad: str, seed: int, cfg: OneStepConfig = One
                 error, failed_at = f"evaluation: {type(e).__name__}: {e}", cfg.iters
     msgs = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
     return {"md": md, "grad": grad, "seed": seed, "iters": cfg.iters, "status": "ok" if error is None else "failed",
-            "error": error, "failed_at": failed_at, "loss": curve, "max_grad_norm": max_gn, "warnings": msgs[:20],
-            "test_acc": test_acc, "test_miou": test_miou, "wall_s": time.perf_counter() - t0}
+            "error": error, "failed_at": failed_at, "loss": curve, "grad_norm": gcurve, "max_grad_norm": max_gn,
+            "warnings": msgs[:20], "test_acc": test_acc, "test_miou": test_miou, "wall_s": time.perf_counter() - t0,
+            **({"probes": probes} if probe_at else {})}
 
 
 def run_experiment(hams: Sequence[str], modes: Sequence[str], seeds: int, cfg: OneStepConfig = OneStepConfig(), *,
