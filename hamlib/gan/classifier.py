@@ -1,4 +1,5 @@
-"""A small CIFAR-10 CNN whose penultimate features define hamlib's offline classifier-FID.
+"""A small CNN (trained on CIFAR-10, or on MNIST for MNIST GANs) whose penultimate features define hamlib's
+offline classifier-FID.
 
 For HamGAN (Geng et al., ICLR 2021, arXiv 2109.04553) the standard FID uses Inception-v3 weights, which cannot be
 downloaded offline; this classifier is trained by hamlib itself, so its FID is *not* comparable with published FIDs.
@@ -19,7 +20,7 @@ from ..train.checkpoint import CheckpointError
 from .config import ClassifierConfig
 from .data import sample_batch
 
-__all__ = ["FeatureClassifier", "train_classifier", "evaluate_classifier", "load_classifier", "chance_level"]
+__all__ = ["FeatureClassifier", "classifier_data", "train_classifier", "evaluate_classifier", "load_classifier", "chance_level"]
 
 
 def chance_level(num_classes: int) -> float:
@@ -66,6 +67,28 @@ def evaluate_classifier(model: nn.Module, x: Tensor, y: Tensor, batch_size: int 
     return correct / len(x)
 
 
+MNIST_HELD_OUT = 2_000
+
+
+def classifier_data(cfg: ClassifierConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(x, y, x_test, y_test) for ``cfg.data``: images (N, 3, 32, 32) in [-1, 1] and labels (N,).
+
+    CIFAR-10: its train and test splits. MNIST: only its test set is used offline (10,000 images), so a fixed
+    random 2,000 of them are held out for the accuracy and the other 8,000 train the classifier.
+    """
+    import numpy as np
+
+    from .data import load_cifar10, load_mnist, to_tensor
+    if cfg.data == "mnist":
+        x, y = load_mnist(Path(cfg.data_root) / "mnist" if cfg.data_root else None, "test", download=cfg.download)
+        x, y = to_tensor(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
+        perm = torch.from_numpy(np.random.default_rng(0).permutation(len(x)))
+        tr, te = perm[MNIST_HELD_OUT:], perm[:MNIST_HELD_OUT]
+        return x[tr], y[tr], x[te], y[te]
+    (xa, ya), (xb, yb) = (load_cifar10(cfg.data_root, s, download=cfg.download) for s in ("train", "test"))
+    return to_tensor(xa), torch.from_numpy(ya), to_tensor(xb), torch.from_numpy(yb)
+
+
 def train_classifier(cfg: ClassifierConfig, run_dir: os.PathLike, data: Optional[tuple] = None, *,
                      resume: bool = True, device: Optional[str] = None,
                      progress: bool = True) -> tuple[FeatureClassifier, dict]:
@@ -75,7 +98,8 @@ def train_classifier(cfg: ClassifierConfig, run_dir: os.PathLike, data: Optional
         cfg: the recipe. run_dir: the run folder (checkpoint, log, ``metrics.json`` and the ``weights.pt``
             that :func:`load_classifier` and ``--set classifier=...`` read).
         data: optional ``(x, y, x_test, y_test)``: images (N, 3, 32, 32) in [-1, 1] and labels (N,) of the
-            training and test splits; default: CIFAR-10 from ``cfg.data_root`` (downloaded if ``cfg.download``).
+            training and test splits; default: :func:`classifier_data` (``cfg.data`` from ``cfg.data_root``,
+            downloaded if ``cfg.download``).
         resume: continue the run in ``run_dir`` (a run of another config there is refused).
         device: where to train (default: CUDA when available).
 
@@ -89,9 +113,7 @@ def train_classifier(cfg: ClassifierConfig, run_dir: os.PathLike, data: Optional
     run = RunDir(run_dir)
     has_ckpt = run.start(cfg, resume=resume)
     if data is None:
-        from .data import load_cifar10, to_tensor
-        (xa, ya), (xb, yb) = (load_cifar10(cfg.data_root, s, download=cfg.download) for s in ("train", "test"))
-        data = (to_tensor(xa), torch.from_numpy(ya), to_tensor(xb), torch.from_numpy(yb))
+        data = classifier_data(cfg)
     x, y, x_test, y_test = data
     seed_everything(cfg.seed)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -107,7 +129,8 @@ def train_classifier(cfg: ClassifierConfig, run_dir: os.PathLike, data: Optional
                      total=cfg.iters):
         xb, yb = (t.to(device) for t in sample_batch(x, y, cfg.batch_size, step, cfg.seed))
         flip = (torch.rand(len(xb)) < 0.5).to(device)
-        xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
+        if cfg.data != "mnist":                            # a mirrored digit is not a digit
+            xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
         loss = F.cross_entropy(model(xb), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()

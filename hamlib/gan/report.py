@@ -25,19 +25,28 @@ __all__ = ["real_fid_floor", "load_run", "collect_runs", "make_report"]
 
 
 @torch.no_grad()
-def real_fid_floor(classifier: Path, n: int, data_root: Optional[str] = None) -> float:
-    """Classifier-FID between ``n`` CIFAR-10 training images (the subset the trainer uses) and ``n`` test images:
-    what two real samples of this size score, i.e. the best a generator can hope for at this ``n``."""
+def real_fid_floor(classifier: Path, n: int, data_root: Optional[str] = None, *, data: str = "cifar10") -> float:
+    """Classifier-FID between two real samples of ``n`` images: what a perfect generator would score at this ``n``.
+
+    CIFAR-10: ``n`` training images (the subset the trainer uses) against ``n`` test images. MNIST (only its
+    test set is used offline): the trainer's ``n`` against ``n`` other images of the same set (needs 2n <= 10,000).
+    """
     import numpy as np
 
     from .classifier import load_classifier
-    from .data import load_cifar10, to_tensor
+    from .data import load_cifar10, load_mnist, to_tensor
 
-    clf = load_classifier(classifier)
     xs = []
-    for split in ("train", "test"):
+    if data == "mnist":
+        x, _ = load_mnist(Path(data_root) / "mnist" if data_root else None, "test")
+        if 2 * n > len(x):
+            raise ValueError(f"n must be at most {len(x) // 2} for two disjoint MNIST samples; got {n}")
+        perm = np.random.default_rng(0).permutation(len(x))
+        xs = [to_tensor(np.ascontiguousarray(x[perm[:n]])), to_tensor(np.ascontiguousarray(x[perm[n:2 * n]]))]
+    for split in (("train", "test") if data != "mnist" else ()):
         x, _ = load_cifar10(data_root, split)
         xs.append(to_tensor(np.ascontiguousarray(x[np.random.default_rng(0).permutation(len(x))[:n]])))
+    clf = load_classifier(classifier)
     s = [feature_stats(clf.features, lambda i, b, x=x: x[i:i + b], n) for x in xs]
     return frechet_distance(*s[0], *s[1])
 

@@ -11,7 +11,7 @@ from typing import Dict, Optional
 
 from .style import COLORS, book_style
 
-__all__ = ["seg_curves", "seg_predictions", "gan_curves", "history_series", "CONTEXT_COLORS"]
+__all__ = ["seg_curves", "seg_predictions", "gan_curves", "gan_seed_curves", "history_series", "CONTEXT_COLORS"]
 
 #: Colour of each global-context choice (seg heads and GAN contexts share them).
 CONTEXT_COLORS = {"fcn": COLORS["fcn"], "none": COLORS["none"], "attention": COLORS["attention"],
@@ -100,3 +100,34 @@ def gan_curves(runs: Dict[str, dict], path: Optional[Path] = None, *, dpi: int =
     fig.tight_layout()
     return _save(fig, path, dpi)
 
+
+
+def gan_seed_curves(summary: dict, path: Optional[Path] = None, *, dpi: int = 90):
+    """Classifier-FID and the gates over training, per context: the mean over seeds and the band from the lowest
+    to the highest seed (a :func:`hamlib.gan.study.make_study` summary)."""
+    import numpy as np
+
+    plt = _plt()
+    book_style()
+    fig, ax = plt.subplots(1, 3, figsize=(14, 3.6))
+    for c in summary["contexts"]:
+        recs = [r for r in summary["records"] if r["context"] == c]
+        steps = sorted({e["step"] for r in recs for e in r["evals"] if e.get("classifier_fid") is not None})
+        col = CONTEXT_COLORS.get(c, "k")
+        for k, (key, axis) in enumerate((("classifier_fid", ax[0]), ("gate_G", ax[1]), ("gate_D", ax[2]))):
+            rows = [[next((e[key] for e in r["evals"] if e["step"] == s and e.get(key) is not None), np.nan)
+                     for s in steps] for r in recs]
+            v = np.array(rows, dtype=float)
+            if np.isnan(v).all():
+                continue
+            axis.plot(steps, np.nanmean(v, 0), "o-", color=col, label=f"{c} ({len(recs)} seeds)", ms=3)
+            axis.fill_between(steps, np.nanmin(v, 0), np.nanmax(v, 0), color=col, alpha=0.2)
+    ax[0].set(xlabel="training iteration", ylabel="classifier-FID (offline)", title="classifier-FID of EMA G (lower is better)")
+    ax[1].set(xlabel="training iteration", ylabel="gate", title="gate of G's context block")
+    ax[2].set(xlabel="training iteration", ylabel="gate", title="gate of D's context block")
+    for a in ax:
+        a.legend(fontsize=7)
+    fig.suptitle("\n".join(textwrap.wrap(summary.get("label", "") + ": mean over seeds, band from the lowest to "
+                                           "the highest seed", 120)), fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
