@@ -80,9 +80,9 @@ PRESETS: Presets[GANConfig] = Presets(GANConfig, {
     "cifar10-cpu": (GANConfig(g_ch=32, d_ch=32, z_dim=64, batch_size=32, iters=500, eval_every=100, n_eval=1_000,
                               ckpt_every=50, log_every=10, ema_decay=0.99),
                     "CIFAR-10, 32 channels, 500 iterations (reduced scale, hours on a CPU)"),
-    "mnist-cpu": (GANConfig(data="mnist", g_ch=16, d_ch=16, z_dim=64, batch_size=32, iters=1500, eval_every=250,
+    "mnist-cpu": (GANConfig(data="mnist", g_ch=16, d_ch=16, z_dim=64, batch_size=32, iters=2000, eval_every=250,
                             n_eval=1_000, ckpt_every=250, log_every=25, ema_decay=0.99),
-                  "MNIST (its 10,000 test images, offline) at 32 px, 16 channels, 1,500 iterations: about 10 min per "
+                  "MNIST (its 10,000 test images, offline) at 32 px, 16 channels, 2,000 iterations: about 10 min per "
                   "run on one CPU thread, for several seeds per context (python -m hamlib.gan study)"),
     "cifar10": (GANConfig(download=True), "CIFAR-10, SNGAN widths (G 256, D 128), 100k iterations, one GPU"),
 })
