@@ -58,6 +58,8 @@ def collect_seeds(run_dirs: Sequence[Path]) -> List[dict]:
                                   for e in m["evals"]],
                         "sec_per_iter": m["sec_per_iter"], "train_wall_s": m["train_wall_s"],
                         "params_G": m["params_G"], "params_D": m["params_D"],
+                        "saved_MiB_G_step": m.get("memory", {}).get("saved_tensor_bytes_G_step", float("nan")) / 2 ** 20,
+                        "saved_MiB_D_step": m.get("memory", {}).get("saved_tensor_bytes_D_step", float("nan")) / 2 ** 20,
                         "provenance": {k: m["provenance"].get(k) for k in ("command", "commit", "device", "date",
                                                                            "wall_time_s")}})
     seen = [(r["context"], r["seed"]) for r in records]
