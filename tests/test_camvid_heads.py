@@ -77,6 +77,12 @@ def test_train_cli_resumes_and_summary_writes_costs(tmp_path: Path) -> None:
     assert set(summ["cost"]) == {"fcn", "ham-cd"}
     assert [c["size"] for c in summ["cost"]["fcn"]["per_size"]][0] == [3, 4]
     assert summ["heads"]["ham-cd"]["diff_vs_fcn"]["n"] == 2
+    # a busy machine reuses the earlier cost table instead of timing again, and says so
+    out2 = tmp_path / "summary2"
+    assert ch.main(["summary", "--cache", str(cache), "--records", str(recs), "--out", str(out2),
+                    "--cost-from", str(out / "summary.json")]) == 0
+    summ2 = json.loads((out2 / "summary.json").read_text())
+    assert summ2["cost"] == summ["cost"] and "copied from" in summ2["protocol"]["cost"]
 
 
 def test_a_missing_cache_says_how_to_make_it(tmp_path: Path) -> None:

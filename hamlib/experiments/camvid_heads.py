@@ -285,6 +285,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     s.add_argument("--cache", required=True)
     s.add_argument("--records", nargs="+", default=None, help="records files to merge (default: CACHE/records.json)")
     s.add_argument("--out", required=True)
+    s.add_argument("--cost-from", default=None,
+                   help="copy the cost table from this earlier summary.json instead of timing the heads again (use it "
+                        "when this machine is busy: latencies timed under load are not comparable)")
     for p in (c, t, s):
         p.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
@@ -316,9 +319,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     summ = summarise(records)
     feat = load_split(a.cache, "test")["feats"].shape[-2:]
     sizes = [tuple(feat), (round(feat[0] * 2 ** .5), round(feat[1] * 2 ** .5)), (feat[0] * 2, feat[1] * 2)]
-    summ["cost"] = _costs(list(summ["heads"]), 128, 16, sizes)
+    cost_note = None
+    if a.cost_from:
+        earlier = read_json(Path(a.cost_from))
+        summ["cost"] = earlier["cost"]
+        cost_note = (f"copied from {a.cost_from} (measured at commit {earlier['provenance']['commit'][:10]} on "
+                     f"{earlier['provenance']['date'][:10]}); heads it lacks have no cost row")
+    else:
+        summ["cost"] = _costs(list(summ["heads"]), 128, 16, sizes)
     summ["protocol"] = {"feature_map": list(feat), "encoder": "efficientnet-lite0 ImageNet, frozen, OS8",
-                        "records": [str(p) for p in paths]}
+                        "records": [str(p) for p in paths], **({"cost": cost_note} if cost_note else {})}
     summ["provenance"] = provenance()
     write_json(Path(a.out) / "summary.json", summ)
     write_json(Path(a.out) / "records.json", {"records": records})
