@@ -9,7 +9,7 @@ Examples::
         classifier=runs/hamgan/classifier
     python -m hamlib.gan report runs/hamgan/sa runs/hamgan/ham --out book/results/hamgan \\
         --classifier runs/hamgan/classifier
-    python -m hamlib.gan study runs/hamgan-mnist/*-[0-9] --out book/results/hamgan_mnist \\
+    python -m hamlib.gan study runs/hamgan-mnist/*-[0-9] --out book/results/hamgan \\
         --classifier runs/hamgan-mnist/classifier             # several seeds per context, with intervals
 
 A run folder resumes when the same command is run again; another config there is refused (--no-resume).
@@ -49,7 +49,7 @@ def parser():
     st = cli.add_command(sub, "study", "summarise runs over seeds: classifier-FID intervals, paired differences, "
                                         "curves (summary.json, curves.png, samples_*.png)")
     st.add_argument("runs", nargs="+", help="run folders that differ only in context and seed")
-    st.add_argument("--out", required=True, help="artefact folder, e.g. book/results/hamgan_mnist")
+    st.add_argument("--out", required=True, help="artefact folder, e.g. book/results/hamgan")
     st.add_argument("--classifier", default=None, help="the classifier's run folder (adds the real-vs-real floor)")
     st.add_argument("--label", default="CPU, reduced scale", help="what the numbers are")
     cli.add_runtime_args(st)

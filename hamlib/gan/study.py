@@ -11,7 +11,7 @@ draws the curves. Example (MNIST at 32 px on a CPU)::
     python -m hamlib.gan train --preset mnist-cpu --run-dir runs/hamgan-mnist/ham-0 \
         --set context=ham seed=0 classifier=runs/hamgan-mnist/classifier         # ... every context x seed
     python -m hamlib.gan study runs/hamgan-mnist/*-[0-9] --classifier runs/hamgan-mnist/classifier \
-        --out book/results/hamgan_mnist
+        --out book/results/hamgan
 """
 from __future__ import annotations
 
