@@ -17,6 +17,9 @@ Run it (resumable: finished runs are kept in the run folder's ``log.jsonl``; the
 
     python -m hamlib.experiments.gradsweep --run-dir runs/gradsweep
     python -m hamlib.experiments.gradsweep --run-dir runs/gradsweep --summary-only   # summary of what is logged
+
+``metrics.json`` keeps the per-run curves to :data:`CURVE_DIGITS` significant digits (``--compact IN OUT`` applies the
+same to a results file written before that rule).
 """
 from __future__ import annotations
 
@@ -36,9 +39,12 @@ from ..train.cli import positive_int
 from ..train.config import Config, field
 from .onestep import OneStepConfig, train_global_context
 
-__all__ = ["SweepConfig", "grid", "run_sweep", "summarise", "main"]
+__all__ = ["SweepConfig", "grid", "run_sweep", "summarise", "compact", "main"]
 
 GRADS = ("one-step", "bptt")
+#: Significant digits kept in the per-run curves of ``metrics.json`` (``log.jsonl`` keeps full precision): the
+#: committed results file stays under the book's 1 MB per file.
+CURVE_DIGITS = 4
 
 
 @dataclass(frozen=True)
@@ -147,9 +153,28 @@ def run_sweep(cfg: SweepConfig, run_dir: Optional[Path] = None, *, resume: bool 
             "runs": runs, "summary": summarise(runs),
             "provenance": provenance(device=device, preset="cpu-reduced" if device.type == "cpu" else "gpu",
                                      wall_time_s=wall_before + time.perf_counter() - t0)}
+    data = compact(data)
     if run is not None:
         run.write_metrics(data)
     return data
+
+
+def _round(x, digits: int):
+    if isinstance(x, float):
+        return float(f"{x:.{digits}g}") if math.isfinite(x) else x
+    if isinstance(x, (list, tuple)):
+        return [_round(v, digits) for v in x]
+    return x
+
+
+def compact(data: dict, digits: int = CURVE_DIGITS) -> dict:
+    """A copy of a sweep's results whose per-run curves (``loss``, ``grad_norm``) keep ``digits`` significant digits.
+
+    Everything else (test mIoU, gradient maxima, probes, the summary, the provenance) is kept exactly; the file
+    records ``"curves_significant_digits"``.
+    """
+    runs = [{k: (_round(v, digits) if k in ("loss", "grad_norm") else v) for k, v in r.items()} for r in data["runs"]]
+    return {**data, "runs": runs, "curves_significant_digits": digits}
 
 
 def summarise(runs: Sequence[dict]) -> dict:
@@ -206,8 +231,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--summary-only", action="store_true",
                    help="print the summary of the runs already logged in --run-dir and train nothing")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if --run-dir holds a sweep")
+    p.add_argument("--compact", nargs=2, metavar=("IN", "OUT"), default=None,
+                   help="write a copy of the results file IN whose curves keep 4 significant digits to OUT, and exit")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
     args = p.parse_args(argv)
+    if args.compact:
+        from ..train.provenance import read_json, write_json
+        import hashlib
+
+        from ..train.provenance import command_line, git_commit
+        src, dst = map(Path, args.compact)
+        out = compact(read_json(src))
+        out["compacted"] = {"from_sha256": hashlib.sha256(src.read_bytes()).hexdigest(), "commit": git_commit(),
+                            "command": command_line()}
+        write_json(dst, out)
+        print(f"wrote {dst} ({dst.stat().st_size / 1e6:.2f} MB) from {src} ({src.stat().st_size / 1e6:.2f} MB)")
+        return 0
     changes = {}
     for item in args.set:
         if "=" not in item:
