@@ -141,14 +141,16 @@ def test_cli_summary_only(tmp_path, capsys, monkeypatch):
 
 
 def test_compact_rounds_only_the_curves(tmp_path):
-    data = {"runs": [{"loss": [(0, 1.23456789)], "grad_norm": [(0, 2.3456789, 0.0123456789)],
+    loss = [(10 * i, 1.23456789 + i) for i in range(12)]
+    data = {"runs": [{"loss": loss, "grad_norm": [(0, 2.3456789, 0.0123456789)],
                       "test_miou": 0.123456789, "probes": [{"rho": 1.23456789}]}], "summary": {"x": 0.123456789}}
     c = gradsweep.compact(data)
     r = c["runs"][0]
-    assert r["loss"] == [[0, 1.235]] and r["grad_norm"] == [[0, 2.346, 0.01235]]
+    assert [p[0] for p in r["loss"]] == [0, 50, 100, 110] and r["loss"][0] == [0, 1.235]   # every 5th and the last
+    assert r["grad_norm"] == [[0, 2.346, 0.01235]]
     assert r["test_miou"] == 0.123456789 and r["probes"] == [{"rho": 1.23456789}] and c["summary"] == data["summary"]
-    assert c["curves_significant_digits"] == 4 and data["runs"][0]["loss"] == [(0, 1.23456789)]   # a copy
+    assert c["curves"] == {"significant_digits": 4, "stride": 5} and data["runs"][0]["loss"] == loss   # a copy
     src, dst = tmp_path / "in.json", tmp_path / "out.json"
     src.write_text(json.dumps(data))
     assert gradsweep.main(["--run-dir", str(tmp_path / "unused"), "--compact", str(src), str(dst)]) == 0
-    assert json.loads(dst.read_text())["runs"][0]["loss"] == [[0, 1.235]]
+    assert json.loads(dst.read_text())["runs"][0]["loss"][0] == [0, 1.235]

@@ -18,8 +18,8 @@ Run it (resumable: finished runs are kept in the run folder's ``log.jsonl``; the
     python -m hamlib.experiments.gradsweep --run-dir runs/gradsweep
     python -m hamlib.experiments.gradsweep --run-dir runs/gradsweep --summary-only   # summary of what is logged
 
-``metrics.json`` keeps the per-run curves to :data:`CURVE_DIGITS` significant digits (``--compact IN OUT`` applies the
-same to a results file written before that rule).
+``metrics.json`` keeps every :data:`CURVE_STRIDE`-th point of the per-run curves to :data:`CURVE_DIGITS` significant
+digits (``--compact IN OUT`` applies the same to a results file written before that rule).
 """
 from __future__ import annotations
 
@@ -42,9 +42,10 @@ from .onestep import OneStepConfig, train_global_context
 __all__ = ["SweepConfig", "grid", "run_sweep", "summarise", "compact", "main"]
 
 GRADS = ("one-step", "bptt")
-#: Significant digits kept in the per-run curves of ``metrics.json`` (``log.jsonl`` keeps full precision): the
-#: committed results file stays under the book's 1 MB per file.
+#: Significant digits and the stride (every n-th logged point, plus the last) of the per-run curves kept in
+#: ``metrics.json``; ``log.jsonl`` keeps them whole. The committed results file stays under the book's 1 MB per file.
 CURVE_DIGITS = 4
+CURVE_STRIDE = 5
 
 
 @dataclass(frozen=True)
@@ -167,14 +168,23 @@ def _round(x, digits: int):
     return x
 
 
-def compact(data: dict, digits: int = CURVE_DIGITS) -> dict:
-    """A copy of a sweep's results whose per-run curves (``loss``, ``grad_norm``) keep ``digits`` significant digits.
+def _thin(curve: list, stride: int) -> list:
+    kept = list(curve[::stride])
+    if curve and kept[-1] is not curve[-1]:
+        kept.append(curve[-1])
+    return kept
+
+
+def compact(data: dict, digits: int = CURVE_DIGITS, stride: int = CURVE_STRIDE) -> dict:
+    """A copy of a sweep's results whose per-run curves (``loss``, ``grad_norm``) keep every ``stride``-th logged
+    point (and the last) to ``digits`` significant digits.
 
     Everything else (test mIoU, gradient maxima, probes, the summary, the provenance) is kept exactly; the file
-    records ``"curves_significant_digits"``.
+    records ``"curves": {"significant_digits", "stride"}``.
     """
-    runs = [{k: (_round(v, digits) if k in ("loss", "grad_norm") else v) for k, v in r.items()} for r in data["runs"]]
-    return {**data, "runs": runs, "curves_significant_digits": digits}
+    runs = [{k: (_round(_thin(v, stride), digits) if k in ("loss", "grad_norm") else v) for k, v in r.items()}
+            for r in data["runs"]]
+    return {**data, "runs": runs, "curves": {"significant_digits": digits, "stride": stride}}
 
 
 def summarise(runs: Sequence[dict]) -> dict:
@@ -232,7 +242,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                    help="print the summary of the runs already logged in --run-dir and train nothing")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if --run-dir holds a sweep")
     p.add_argument("--compact", nargs=2, metavar=("IN", "OUT"), default=None,
-                   help="write a copy of the results file IN whose curves keep 4 significant digits to OUT, and exit")
+                   help="write a copy of the results file IN with its curves thinned and rounded (see compact) to OUT, and exit")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
     args = p.parse_args(argv)
     if args.compact:
