@@ -1,6 +1,6 @@
 """The small committed results of real runs that the chapters show, found wherever ``hamlib`` runs.
 
-The files (JSON, Markdown, PNG; about 5 MB in all) live in the repository under ``book/results/``. The wheel
+The files (JSON, Markdown, PNG; a few MB in all) live in the repository under ``book/results/``. The wheel
 carries them as package data in ``hamlib/results/data/`` (``pyproject.toml`` maps the package
 ``hamlib.results.data`` onto ``book/results``), so a notebook run in Colab or from any folder after a normal
 ``pip install`` finds them; from a checkout (editable install, ``make book``) they are read from
