@@ -57,8 +57,9 @@ def test_make_study_writes_the_artefacts(runs, tmp_path):
     saved = json.loads((out / "summary.json").read_text())
     assert saved["label"] == "test scale" and len(saved["records"]) == 9 and "provenance" in saved
     assert saved["config"]["data"] == "mnist" and "context" not in saved["config"]
-    assert sorted(p.name for p in out.glob("samples_*.png")) == ["samples_attention.png", "samples_ham.png",
-                                                                 "samples_none.png"]
+    assert sorted(p.name for p in out.glob("samples_*.png")) == [
+        "samples_attention.png", "samples_attention_worst_seed1.png", "samples_ham.png", "samples_ham_worst_seed1.png",
+        "samples_none.png", "samples_none_worst_seed1.png"]          # seed 0, and each context's worst seed
     from hamlib.viz.reports import gan_seed_curves
     fig = gan_seed_curves(s, out / "curves.png")
     assert (out / "curves.png").stat().st_size > 0 and fig is not None

@@ -98,18 +98,28 @@ def summarise_seeds(records: Sequence[dict]) -> dict:
 def make_study(run_dirs: Sequence[Path], out: Path, *, classifier: Optional[Path] = None,
                label: str = "CPU, reduced scale", samples_seed: int = 0) -> dict:
     """Write ``summary.json`` (records, statistics, classifier, real-vs-real floor, provenance) and the final sample
-    grid of each context's ``samples_seed`` run (``samples_{context}.png``) into ``out``; returns the summary."""
+    grid of each context's ``samples_seed`` run (``samples_{context}.png``) into ``out``, plus that of its worst seed
+    (highest final classifier-FID; ``samples_{context}_worst_seed{S}.png``) when that is another seed; returns the
+    summary."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records = collect_seeds(run_dirs)
     summary = {"label": label, "fid_label": OFFLINE_LABEL, **summarise_seeds(records), "records": records}
     cfg = load_run(Path(run_dirs[0]))["config"]
     summary["config"] = {k: v for k, v in cfg.items() if k not in ("context", "seed")}
+    worst = {}
+    for r in records:
+        if r["final_classifier_fid"] is not None and (r["context"] not in worst or
+                                                      r["final_classifier_fid"] > worst[r["context"]]["final_classifier_fid"]):
+            worst[r["context"]] = r
     for r, d in zip(records, map(Path, run_dirs)):
+        grid = d / "samples" / f"samples_{r['iters']:06d}.png"
+        if not grid.is_file():
+            continue
         if r["seed"] == samples_seed:
-            grid = d / "samples" / f"samples_{r['iters']:06d}.png"
-            if grid.is_file():
-                shutil.copyfile(grid, out / f"samples_{r['context']}.png")
+            shutil.copyfile(grid, out / f"samples_{r['context']}.png")
+        elif worst.get(r["context"]) is r:      # the worst seed too, so that a failed run is seen, not only read
+            shutil.copyfile(grid, out / f"samples_{r['context']}_worst_seed{r['seed']}.png")
     if classifier is not None:
         clf = Path(classifier)
         clf_run = RunDir(clf if clf.is_dir() else clf.parent)

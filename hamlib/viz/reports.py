@@ -122,7 +122,8 @@ def gan_seed_curves(summary: dict, path: Optional[Path] = None, *, dpi: int = 90
                 continue
             axis.plot(steps, np.nanmean(v, 0), "o-", color=col, label=f"{c} ({len(recs)} seeds)", ms=3)
             axis.fill_between(steps, np.nanmin(v, 0), np.nanmax(v, 0), color=col, alpha=0.2)
-    ax[0].set(xlabel="training iteration", ylabel="classifier-FID (offline)", title="classifier-FID of EMA G (lower is better)")
+    ax[0].set(xlabel="training iteration", ylabel="classifier-FID (offline, log scale)", yscale="log",
+              title="classifier-FID of EMA G (lower is better)")
     ax[1].set(xlabel="training iteration", ylabel="gate", title="gate of G's context block")
     ax[2].set(xlabel="training iteration", ylabel="gate", title="gate of D's context block")
     for a in ax:
