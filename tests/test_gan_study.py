@@ -53,6 +53,8 @@ def test_summary_statistics_are_paired_by_seed(runs):
 
 def test_make_study_writes_the_artefacts(runs, tmp_path):
     out = tmp_path / "out"
+    out.mkdir()
+    (out / "samples_ham_worst_seed2.png").write_bytes(b"stale")        # left by an earlier study
     s = study.make_study(runs, out, label="test scale")
     saved = json.loads((out / "summary.json").read_text())
     assert saved["label"] == "test scale" and len(saved["records"]) == 9 and "provenance" in saved

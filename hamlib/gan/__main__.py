@@ -9,7 +9,7 @@ Examples::
         classifier=runs/hamgan/classifier
     python -m hamlib.gan report runs/hamgan/sa runs/hamgan/ham --out book/results/hamgan \\
         --classifier runs/hamgan/classifier
-    python -m hamlib.gan study runs/hamgan-mnist/*-[0-9] --out book/results/hamgan \\
+    python -m hamlib.gan study runs/hamgan-mnist/{ham,attention,none}-{0,1,2} --out book/results/hamgan \\
         --classifier runs/hamgan-mnist/classifier             # several seeds per context, with intervals
 
 A run folder resumes when the same command is run again; another config there is refused (--no-resume).

@@ -7,11 +7,11 @@ seed (Hamburger - none, Hamburger - attention, attention - none) with their inte
 D over training, and the real-vs-real floor of the classifier-FID. Data only; :func:`hamlib.viz.reports.gan_seed_curves`
 draws the curves. Example (MNIST at 32 px on a CPU)::
 
-    python -m hamlib.gan classifier --preset mnist --run-dir runs/hamgan-mnist/classifier
-    python -m hamlib.gan train --preset mnist-cpu --run-dir runs/hamgan-mnist/ham-0 \
+    python -m hamlib.gan classifier --preset mnist --run-dir runs/hamgan-mnist/classifier --threads 1
+    python -m hamlib.gan train --preset mnist-cpu --run-dir runs/hamgan-mnist/ham-0 --threads 1 \
         --set context=ham seed=0 classifier=runs/hamgan-mnist/classifier         # ... every context x seed
-    python -m hamlib.gan study runs/hamgan-mnist/*-[0-9] --classifier runs/hamgan-mnist/classifier \
-        --out book/results/hamgan
+    python -m hamlib.gan study runs/hamgan-mnist/{ham,attention,none}-{0,1,2} \
+        --classifier runs/hamgan-mnist/classifier --out book/results/hamgan
 """
 from __future__ import annotations
 
@@ -107,6 +107,8 @@ def make_study(run_dirs: Sequence[Path], out: Path, *, classifier: Optional[Path
     summary = {"label": label, "fid_label": OFFLINE_LABEL, **summarise_seeds(records), "records": records}
     cfg = load_run(Path(run_dirs[0]))["config"]
     summary["config"] = {k: v for k, v in cfg.items() if k not in ("context", "seed")}
+    for stale in out.glob("samples_*_worst_seed*.png"):   # a rerun's worst seed may differ: never show an old grid
+        stale.unlink()
     worst = {}
     for r in records:
         if r["final_classifier_fid"] is not None and (r["context"] not in worst or
