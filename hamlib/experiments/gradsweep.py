@@ -191,10 +191,12 @@ def summarise(runs: Sequence[dict]) -> dict:
     """Statistics per grid point and the paired one-step - BPTT differences.
 
     Returns:
-        ``{"points": [{"md", "grad", "K", "inv_t", "n", "failed", "miou": t_interval dict (fractions),
-        "max_grad_norm_median", "stem_grad_norm_median" (median over seeds of the median logged stem
-        gradient norm), "rho": {iteration: median over seeds}}], "diffs": [{"md", "K", "inv_t",
-        "onestep_minus_bptt": paired_difference dict}]}``. Failed runs count in ``failed``, not in the statistics.
+        A dict with ``"points"``, one dict per grid point (``md``, ``grad``, ``K``, ``inv_t``, ``n``, ``failed``,
+        ``errors``, ``miou`` as a :func:`hamlib.stats.t_interval` dict of fractions, ``max_grad_norm_median``,
+        ``stem_grad_norm_median``: the median over seeds of each run's median logged stem gradient norm, and
+        ``rho``: iteration -> median over seeds), and ``"diffs"``, one dict per (``md``, ``K``, ``inv_t``) with
+        ``onestep_minus_bptt`` as a :func:`hamlib.stats.paired_difference` dict. Failed runs count in ``failed``,
+        not in the statistics.
     """
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
