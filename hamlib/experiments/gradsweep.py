@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -37,7 +35,7 @@ import torch
 from ..stats import paired_difference, t_interval
 from ..train.cli import positive_int
 from ..train.config import Config, field
-from .onestep import OneStepConfig, train_global_context
+from .onestep import OneStepConfig, run_resumable, train_global_context
 
 __all__ = ["SweepConfig", "grid", "run_sweep", "summarise", "compact", "main"]
 
@@ -123,40 +121,21 @@ def run_sweep(cfg: SweepConfig, run_dir: Optional[Path] = None, *, resume: bool 
     from ..train.run import RunDir
 
     device = torch.device(device)
-    run = RunDir(run_dir) if run_dir is not None else None
-    done: dict[tuple, dict] = {}
-    if run is not None:
-        if run.start(cfg, resume=resume):
-            run.load(models={}, restore_rng=False)
-        done = {_key(r): {k: v for k, v in r.items() if k != "step"} for r in run.history()}
-    jobs = [(md, g, K, t, s) for md, g, K, t in grid(cfg) for s in range(cfg.seeds)]
-    wall_before = sum(r.get("wall_s", 0.0) for r in done.values())
-    t0 = time.perf_counter()
-    it = jobs
-    if progress:
-        from tqdm.auto import tqdm
-        it = tqdm(jobs, desc="gradient sweep")
-    runs = []
-    for md, g, K, t, s in it:
-        rec = done.get((md, g, K, t, s))
-        if rec is None:
-            r = train_global_context(md, g, s, cfg.run_config(K, t), device=device,
-                                     probe_at=cfg.probe_iterations())
-            rec = {"K": K, "inv_t": t, **r}
-            if rec["status"] == "failed":
-                print(f"run {md}/{g}/K={K}/inv_t={t}/seed {s} failed: {rec['error']}", file=sys.stderr)
-            if run is not None:
-                done[(md, g, K, t, s)] = rec
-                run.log({"step": len(done), **rec})
-                run.save(len(done), models={})
-        runs.append(rec)
+
+    def train(md: str, g: str, K: int, t: Optional[float], s: int) -> dict:
+        r = train_global_context(md, g, s, cfg.run_config(K, t), device=device, probe_at=cfg.probe_iterations())
+        return {"K": K, "inv_t": t, **r}
+
+    runs, wall = run_resumable([(md, g, K, t, s) for md, g, K, t in grid(cfg) for s in range(cfg.seeds)], _key,
+                               train, cfg, run_dir=run_dir, resume=resume, progress=progress, desc="gradient sweep",
+                               name=lambda md, g, K, t, s: f"{md}/{g}/K={K}/inv_t={t}/seed {s}")
     data = {"study": "gradsweep", "task": OneStepConfig().describe().split(";")[0], "config": cfg.to_dict(),
             "runs": runs, "summary": summarise(runs),
             "provenance": provenance(device=device, preset="cpu-reduced" if device.type == "cpu" else "gpu",
-                                     wall_time_s=wall_before + time.perf_counter() - t0)}
+                                     wall_time_s=wall)}
     data = compact(data)
-    if run is not None:
-        run.write_metrics(data)
+    if run_dir is not None:
+        RunDir(run_dir).write_metrics(data)
     return data
 
 

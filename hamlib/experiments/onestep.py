@@ -24,7 +24,7 @@ import time
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -34,7 +34,7 @@ from ..md.solver import GRAD_MODES, METHODS
 from ..train.cli import positive_int
 from ..train.config import Config, field
 
-__all__ = ["majority_task", "GlobalContextNet", "miou", "OneStepConfig", "train_global_context", "run_experiment",
+__all__ = ["majority_task", "GlobalContextNet", "miou", "OneStepConfig", "train_global_context", "run_resumable", "run_experiment",
            "main"]
 
 MDS = ("none",) + METHODS          # the ham kind; "none" is the local CNN alone
@@ -287,6 +287,49 @@ def train_global_context(md: str, grad: str, seed: int, cfg: OneStepConfig = One
             **({"probes": probes} if probe_at else {})}
 
 
+def run_resumable(jobs: Sequence[tuple], key: Callable[[dict], tuple], train: Callable[..., dict], cfg: Config, *,
+                  run_dir: Optional[os.PathLike] = None, resume: bool = True, progress: bool = True,
+                  desc: str = "runs", name: Callable[..., str] = lambda *job: "/".join(map(str, job))
+                  ) -> tuple[list[dict], float]:
+    """Run ``train(*job)`` once per job, in a run folder that makes a killed sweep resume where it stopped.
+
+    With ``run_dir`` (a :class:`hamlib.train.RunDir` holding ``cfg``), every finished run is appended to
+    ``log.jsonl`` and the checkpoint records how many are complete; runs already logged (``key(record) == job``)
+    are reused instead of trained again. A failed run (``record["status"] == "failed"``) is reported on stderr
+    with ``name(*job)`` and kept.
+
+    Returns:
+        ``(records in job order, wall time in seconds of every run, earlier calls included)``.
+    """
+    from ..train.run import RunDir
+
+    run = RunDir(run_dir) if run_dir is not None else None
+    done: dict[tuple, dict] = {}
+    if run is not None:
+        if run.start(cfg, resume=resume):  # a checkpoint marks how many logged runs are complete
+            run.load(models={}, restore_rng=False)  # cuts the log back to it (a run logged after it is redone)
+        done = {key(r): {k: v for k, v in r.items() if k != "step"} for r in run.history()}
+    wall_before = sum(r.get("wall_s", 0.0) for r in done.values())
+    t0 = time.perf_counter()
+    it = jobs
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(jobs, desc=desc)
+    records = []
+    for job in it:
+        rec = done.get(tuple(job))
+        if rec is None:
+            rec = train(*job)
+            if rec["status"] == "failed":
+                print(f"run {name(*job)} failed: {rec['error']}", file=sys.stderr)
+            if run is not None:
+                done[tuple(job)] = rec
+                run.log({"step": len(done), **rec})
+                run.save(len(done), models={})  # no model to keep: the checkpoint only records the step
+        records.append(rec)
+    return records, wall_before + time.perf_counter() - t0
+
+
 def run_experiment(hams: Sequence[str], modes: Sequence[str], seeds: int, cfg: OneStepConfig = OneStepConfig(), *,
                    baseline: bool = True, device: torch.device | str = "cpu", run_dir: Optional[os.PathLike] = None,
                    resume: bool = True, progress: bool = True) -> dict:
@@ -314,35 +357,17 @@ def run_experiment(hams: Sequence[str], modes: Sequence[str], seeds: int, cfg: O
         raise ValueError(f"seeds must be >= 1; got {seeds}")
     device = torch.device(device)
     todo = ([("none", "one-step")] if baseline else []) + [(h, m) for h in hams for m in modes]
-    run = RunDir(run_dir) if run_dir is not None else None
-    done: dict[tuple, dict] = {}
-    if run is not None:
-        if run.start(cfg, resume=resume):  # a checkpoint marks how many logged runs are complete
-            run.load(models={}, restore_rng=False)  # cuts the log back to it (a run logged after it is redone)
-        done = {(r["md"], r["grad"], r["seed"]): {k: v for k, v in r.items() if k != "step"} for r in run.history()}
-    runs, t0 = [], time.perf_counter()
-    wall_before = sum(r.get("wall_s", 0.0) for r in done.values())
-    jobs = [(md, g, s) for md, g in todo for s in range(seeds)]
-    if progress:
-        from tqdm.auto import tqdm
-        jobs = tqdm(jobs, desc="onestep runs")
-    for md, g, s in jobs:
-        rec = done.get((md, g, s))
-        if rec is None:
-            rec = train_global_context(md, g, s, cfg, device=device)
-            if rec["status"] == "failed":
-                print(f"run {md}/{g}/seed {s} failed: {rec['error']}", file=sys.stderr)
-            if run is not None:
-                done[(md, g, s)] = rec
-                run.log({"step": len(done), **rec})
-                run.save(len(done), models={})  # no model to keep: the checkpoint only records the step
-        runs.append(rec)
+    runs, wall = run_resumable([(md, g, s) for md, g in todo for s in range(seeds)],
+                               lambda r: (r["md"], r["grad"], r["seed"]),
+                               lambda md, g, s: train_global_context(md, g, s, cfg, device=device),
+                               cfg, run_dir=run_dir, resume=resume, progress=progress, desc="onestep runs",
+                               name=lambda md, g, s: f"{md}/{g}/seed {s}")
     data = {"task": cfg.describe(), "config": cfg.to_dict(), "seeds": seeds, "iters": cfg.iters, "runs": runs,
             "failed": sum(r["status"] == "failed" for r in runs),
             "provenance": provenance(device=device, preset="cpu-reduced" if device.type == "cpu" else "gpu",
-                                     wall_time_s=wall_before + time.perf_counter() - t0)}
-    if run is not None:
-        run.write_metrics(data)
+                                     wall_time_s=wall)}
+    if run_dir is not None:
+        RunDir(run_dir).write_metrics(data)
     return data
 
 

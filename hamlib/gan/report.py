@@ -36,16 +36,18 @@ def real_fid_floor(classifier: Path, n: int, data_root: Optional[str] = None, *,
     from .classifier import load_classifier
     from .data import load_cifar10, load_mnist, to_tensor
 
-    xs = []
     if data == "mnist":
         x, _ = load_mnist(Path(data_root) / "mnist" if data_root else None, "test")
         if 2 * n > len(x):
             raise ValueError(f"n must be at most {len(x) // 2} for two disjoint MNIST samples; got {n}")
         perm = np.random.default_rng(0).permutation(len(x))
-        xs = [to_tensor(np.ascontiguousarray(x[perm[:n]])), to_tensor(np.ascontiguousarray(x[perm[n:2 * n]]))]
-    for split in (("train", "test") if data != "mnist" else ()):
-        x, _ = load_cifar10(data_root, split)
-        xs.append(to_tensor(np.ascontiguousarray(x[np.random.default_rng(0).permutation(len(x))[:n]])))
+        samples = [x[perm[:n]], x[perm[n:2 * n]]]
+    else:
+        samples = []
+        for split in ("train", "test"):
+            x, _ = load_cifar10(data_root, split)
+            samples.append(x[np.random.default_rng(0).permutation(len(x))[:n]])
+    xs = [to_tensor(np.ascontiguousarray(s)) for s in samples]
     clf = load_classifier(classifier)
     s = [feature_stats(clf.features, lambda i, b, x=x: x[i:i + b], n) for x in xs]
     return frechet_distance(*s[0], *s[1])

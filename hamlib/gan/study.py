@@ -38,14 +38,19 @@ def collect_seeds(run_dirs: Sequence[Path]) -> List[dict]:
         ValueError: if two folders hold the same (context, seed), or if the runs' configs differ in anything
             but ``context``, ``seed`` and the runtime fields (they would not be comparable).
     """
-    records, base = [], None
+    return _collect(run_dirs)[0]
+
+
+def _collect(run_dirs: Sequence[Path]) -> tuple[List[dict], dict]:
+    """:func:`collect_seeds` and the first run's config (the one all runs share but for context and seed)."""
+    records, base, first_cfg = [], None, None
     for d in map(Path, run_dirs):
         m = load_run(d)
         cfg = dict(m["config"])
         key = {k: v for k, v in cfg.items() if k not in ("context", "seed", "classifier", "data_root", "download",
                                                           "inception")}
         if base is None:
-            base = (d, key)
+            base, first_cfg = (d, key), cfg
         elif key != base[1]:
             diff = sorted(k for k in set(key) | set(base[1]) if key.get(k) != base[1].get(k))
             raise ValueError(f"run folders must differ only in context and seed; {d} and {base[0]} also differ in "
@@ -66,7 +71,7 @@ def collect_seeds(run_dirs: Sequence[Path]) -> List[dict]:
     dup = sorted({s for s in seen if seen.count(s) > 1})
     if dup:
         raise ValueError(f"each (context, seed) must appear once; repeated: {dup}")
-    return records
+    return records, first_cfg
 
 
 def summarise_seeds(records: Sequence[dict]) -> dict:
@@ -103,17 +108,14 @@ def make_study(run_dirs: Sequence[Path], out: Path, *, classifier: Optional[Path
     summary."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    records = collect_seeds(run_dirs)
+    records, cfg = _collect(run_dirs)
     summary = {"label": label, "fid_label": OFFLINE_LABEL, **summarise_seeds(records), "records": records}
-    cfg = load_run(Path(run_dirs[0]))["config"]
     summary["config"] = {k: v for k, v in cfg.items() if k not in ("context", "seed")}
     for stale in out.glob("samples_*_worst_seed*.png"):   # a rerun's worst seed may differ: never show an old grid
         stale.unlink()
-    worst = {}
-    for r in records:
-        if r["final_classifier_fid"] is not None and (r["context"] not in worst or
-                                                      r["final_classifier_fid"] > worst[r["context"]]["final_classifier_fid"]):
-            worst[r["context"]] = r
+    scored = [r for r in records if r["final_classifier_fid"] is not None]
+    worst = {c: max((r for r in scored if r["context"] == c), key=lambda r: r["final_classifier_fid"])
+             for c in {r["context"] for r in scored}}
     for r, d in zip(records, map(Path, run_dirs)):
         grid = d / "samples" / f"samples_{r['iters']:06d}.png"
         if not grid.is_file():

@@ -101,7 +101,6 @@ def gan_curves(runs: Dict[str, dict], path: Optional[Path] = None, *, dpi: int =
     return _save(fig, path, dpi)
 
 
-
 def gan_seed_curves(summary: dict, path: Optional[Path] = None, *, dpi: int = 90):
     """Classifier-FID and the gates over training, per context: the mean over seeds and the band from the lowest
     to the highest seed (a :func:`hamlib.gan.study.make_study` summary)."""
@@ -114,7 +113,7 @@ def gan_seed_curves(summary: dict, path: Optional[Path] = None, *, dpi: int = 90
         recs = [r for r in summary["records"] if r["context"] == c]
         steps = sorted({e["step"] for r in recs for e in r["evals"] if e.get("classifier_fid") is not None})
         col = CONTEXT_COLORS.get(c, "k")
-        for k, (key, axis) in enumerate((("classifier_fid", ax[0]), ("gate_G", ax[1]), ("gate_D", ax[2]))):
+        for key, axis in (("classifier_fid", ax[0]), ("gate_G", ax[1]), ("gate_D", ax[2])):
             rows = [[next((e[key] for e in r["evals"] if e["step"] == s and e.get(key) is not None), np.nan)
                      for s in steps] for r in recs]
             v = np.array(rows, dtype=float)
