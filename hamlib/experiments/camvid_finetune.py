@@ -59,8 +59,11 @@ def _encoder_blocks(pretrained: bool = True) -> nn.ModuleList:
 class TailNet(nn.Module):
     """Lite0's blocks ``start``..15 (ImageNet weights, dilated at OS8) -> the study head on all three taps.
 
-    Shape: cached taps (B, 152, h, w) (stride 8 and 16) and the input of block ``start`` (B, 192, h, w)
-    -> logits (B, 11, h, w).
+    The recomputed stride-32 tap is rounded to float16 in the forward pass (the gradient passes unchanged), as
+    the heads study's cache stores it: with the blocks unchanged, the head sees exactly the heads study's input.
+
+    Shape: cached taps (B, 152, h, w) (stride 8 and 16) and the input of block ``start`` (B, C, h, w), C = 112 for
+    ``start`` 11 and 192 otherwise -> logits (B, 11, h, w).
     """
 
     def __init__(self, head: str, start: int = LAST_BLOCK, d: int = 128, R: int = 16, *, pretrained: bool = True,
@@ -68,13 +71,13 @@ class TailNet(nn.Module):
         super().__init__()
         _check_start(start)
         self.start = start
+        self.head = build_head(head, d, R)     # first: it draws from the global RNG as the heads study's head does
         if blocks is None:
             blocks = nn.ModuleList(_encoder_blocks(pretrained)[start:])
         elif len(blocks) != LAST_BLOCK + 1 - start:
             raise ValueError(f"blocks must hold the encoder's blocks {start}..{LAST_BLOCK} ({LAST_BLOCK + 1 - start}); "
                              f"got {len(blocks)}")
         self.blocks = blocks
-        self.head = build_head(head, d, R)
 
     def forward(self, taps: Tensor, x: Tensor) -> Tensor:
         if taps.ndim != 4 or taps.shape[1] != S16_END:
@@ -83,6 +86,7 @@ class TailNet(nn.Module):
             raise ValueError(f"x must have shape (B, C, h, w) matching taps {tuple(taps.shape)}; got {tuple(x.shape)}")
         for blk in self.blocks:
             x = blk(x)
+        x = x + (x.half().float() - x).detach()    # the cache's float16 rounding, straight-through for the gradient
         return self.head(torch.cat([taps, x], 1))
 
     def train(self, mode: bool = True) -> "TailNet":
@@ -105,8 +109,10 @@ def tail_inputs(s16: Tensor, start: int, *, batch: int = 8, progress: bool = Fal
         raise ValueError(f"s16 must have shape (N, 112, h, w); got {tuple(s16.shape)}")
     if start == FIRST_TAIL_BLOCK:
         return s16.to(torch.float16)
+    import copy
+
     blocks = _encoder_blocks() if blocks is None else blocks
-    frozen = nn.Sequential(*blocks[FIRST_TAIL_BLOCK:start]).eval()
+    frozen = copy.deepcopy(nn.Sequential(*blocks[FIRST_TAIL_BLOCK:start])).eval()   # the caller's modules stay as they are
     out = []
     rng = range(0, len(s16), batch)
     if progress:
@@ -125,15 +131,17 @@ def _tail_path(cache: os.PathLike, split: str, start: int) -> Path:
 def build_tail_cache(cache: os.PathLike, start: int = LAST_BLOCK, *, progress: bool = True) -> List[Path]:
     """Write ``tail{start}_{train,test}.pt`` next to the heads study's cache (atomically; skipped if present)."""
     written = []
+    blocks = None
     for split in ("train", "test"):
         path = _tail_path(cache, split, start)
         if path.is_file():
             written.append(path)
             continue
         data = load_split(cache, split)
-        blob = {"x": tail_inputs(data["feats"][:, 40:S16_END], start, progress=progress), "start": start}
+        blocks = _encoder_blocks() if blocks is None else blocks
+        blob = {"x": tail_inputs(data["feats"][:, 40:S16_END], start, progress=progress, blocks=blocks), "start": start}
         if "feats_flip" in data:
-            blob["x_flip"] = tail_inputs(data["feats_flip"][:, 40:S16_END], start, progress=progress)
+            blob["x_flip"] = tail_inputs(data["feats_flip"][:, 40:S16_END], start, progress=progress, blocks=blocks)
         tmp = path.with_name(path.name + ".part")
         torch.save(blob, tmp)
         os.replace(tmp, path)
@@ -152,6 +160,9 @@ def load_tail(cache: os.PathLike, split: str, start: int = LAST_BLOCK) -> Dict[s
     if tail["start"] != start or len(tail["x"]) != len(data["feats"]):
         raise ValueError(f"{path} does not match the cache (start {tail['start']}, {len(tail['x'])} images; "
                          f"expected start {start}, {len(data['feats'])} images)")
+    if ("feats_flip" in data) != ("x_flip" in tail):
+        raise ValueError(f"{path} and the cache disagree on mirrored features (cache: {'feats_flip' in data}, "
+                         f"tail: {'x_flip' in tail}); delete {path} and run the cache command again")
     data.update({k: v for k, v in tail.items() if k != "start"})
     return data
 
@@ -220,6 +231,19 @@ def train_finetune(name: str, seed: int, train: Dict[str, Tensor], *, start: int
     return net
 
 
+STUDY = "camvid_finetune"
+
+
+def _read_records(path: Path) -> List[dict]:
+    """The records of this study in ``path``; another study's records file is refused, not mixed in."""
+    records = read_json(path)["records"]
+    foreign = [i for i, r in enumerate(records) if r.get("study") != STUDY]
+    if foreign:
+        raise ValueError(f"{path} holds records of another study (entry {foreign[0]} has no \"study\": \"{STUDY}\"); "
+                         f"give this study its own records file")
+    return records
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hamlib.experiments.camvid_finetune", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -233,6 +257,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     t.add_argument("--heads", nargs="+", default=list(DEFAULT_HEADS), choices=HEADS + GRAD_HEADS)
     t.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     t.add_argument("--iters", type=int, default=300)
+    t.add_argument("--encoder-lr-mult", type=float, default=0.1,
+                   help="the encoder blocks' learning rate over the head's (0: a control that trains only the head)")
     t.add_argument("--records", required=True, help="records JSON (created or extended)")
     s = sub.add_parser("summary", help="statistics from the records")
     s.add_argument("--records", nargs="+", required=True)
@@ -251,18 +277,22 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"tail cache: {p}")
         return 0
     if a.cmd == "train":
+        if a.encoder_lr_mult < 0:
+            ap.error(f"--encoder-lr-mult must be >= 0; got {a.encoder_lr_mult}")
         path = Path(a.records)
-        records = read_json(path)["records"] if path.is_file() else []
+        records = _read_records(path) if path.is_file() else []
         train, test = load_tail(a.cache, "train", a.start), load_tail(a.cache, "test", a.start)
         for seed in a.seeds:
             for h in a.heads:
                 if any(r["head"] == h and r["seed"] == seed and r["iters"] == a.iters and r["start"] == a.start
-                       for r in records):
+                       and r["encoder_lr_mult"] == a.encoder_lr_mult for r in records):
                     continue
                 t0 = time.time()
-                net = train_finetune(h, seed, train, start=a.start, iters=a.iters, progress=True)
+                net = train_finetune(h, seed, train, start=a.start, iters=a.iters, encoder_lr_mult=a.encoder_lr_mult,
+                                     progress=True)
                 wall = time.time() - t0
-                rec = {"head": h, "seed": seed, "iters": a.iters, "start": a.start,
+                rec = {"study": STUDY, "head": h, "seed": seed, "iters": a.iters, "start": a.start,
+                       "encoder_lr_mult": a.encoder_lr_mult, "lr": 0.02, "batch": 8,
                        "setting": f"encoder blocks {a.start}..{LAST_BLOCK} fine-tuned",
                        "trained_encoder_params": sum(p.numel() for p in net.blocks.parameters()),
                        "test": evaluate_net(net, test), "train_wall_s": round(wall, 1),
@@ -272,15 +302,22 @@ def main(argv: Optional[List[str]] = None) -> int:
                 write_json(path, {"records": records})
                 print(f"{h:10s} seed {seed}  test mIoU {rec['test']['miou']:.4f}  ({wall:.0f} s)", flush=True)
         return 0
-    records = [r for p in a.records for r in read_json(Path(p))["records"]]
-    starts = sorted({r["start"] for r in records})
-    if len(starts) != 1:
-        ap.error(f"--records: mix runs of one --start; got starts {starts}")
+    try:
+        records = [r for p in a.records for r in _read_records(Path(p))]
+    except ValueError as e:
+        ap.error(f"--records: {e}")
+    for key in ("start", "iters", "encoder_lr_mult"):
+        values = sorted({r[key] for r in records})
+        if len(values) != 1:
+            ap.error(f"--records: the records hold several values of {key} ({values}); summarise one setting at a time")
     summ = summarise(records)
-    summ["protocol"] = {"setting": f"the encoder's blocks {starts[0]}..{LAST_BLOCK} fine-tuned with the head (lr x0.1, "
-                                   "BatchNorm statistics frozen); everything before them frozen",
-                        "trained_encoder_params": records[0]["trained_encoder_params"],
-                        "iters": sorted({r["iters"] for r in records}),
+    r0 = records[0]
+    summ["protocol"] = {"setting": f"the encoder's blocks {r0['start']}..{LAST_BLOCK} fine-tuned with the head (lr "
+                                   f"x{r0['encoder_lr_mult']:g}, BatchNorm statistics frozen); everything before them "
+                                   "frozen",
+                        "trained_encoder_params": r0["trained_encoder_params"],
+                        "encoder_lr_mult": r0["encoder_lr_mult"], "iters": r0["iters"], "lr": r0["lr"],
+                        "batch": r0["batch"],
                         "feature_map": [45, 60], "encoder": "efficientnet-lite0 ImageNet, OS8",
                         "records": [str(p) for p in a.records]}
     summ["provenance"] = provenance()
