@@ -72,6 +72,15 @@ def test_the_tail_reproduces_the_encoders_stride32_tap_and_the_heads_input(block
     assert torch.equal(cf.tail_inputs(s16, cf.FIRST_TAIL_BLOCK), s16)   # start 11: the tap itself
 
 
+def test_a_consistent_cache_has_no_drift(tmp_path: Path, blocks: nn.ModuleList) -> None:
+    cache = tmp_path / "c"
+    cache.mkdir()
+    split = _consistent_split(blocks, 3, False)
+    torch.save({k: split[k] for k in ("feats", "labels")}, cache / "test.pt")
+    torch.save({"x": split["x"], "start": cf.LAST_BLOCK}, cache / "tail15_test.pt")
+    assert cf.tap_drift(cache, "test") == {"fraction_differing": 0.0, "relative_norm": 0.0, "split": "test"}
+
+
 @pytest.mark.parametrize("name", ["ham-nmf", "attention"])
 def test_with_a_frozen_encoder_it_is_the_heads_study_run_for_run(blocks: nn.ModuleList, name: str) -> None:
     """encoder_lr_mult=0 trains exactly the heads study's head: same init, data order, flips and RNG stream."""
@@ -133,8 +142,10 @@ def test_cli_caches_trains_resumes_and_summarises(tmp_path: Path, capsys) -> Non
     assert cf.main(args) == 0 and "test mIoU" not in capsys.readouterr().out        # finished runs are skipped
     assert len(json.loads(rec.read_text())["records"]) == 2
     out = tmp_path / "summary"
-    assert cf.main(["summary", "--records", str(rec), "--out", str(out)]) == 0
+    assert cf.main(["summary", "--records", str(rec), "--out", str(out), "--cache", str(cache)]) == 0
     summ = json.loads((out / "summary.json").read_text())
+    drift = summ["protocol"]["s32_drift"]                 # the fake cache's stride-32 tap is not the block's output
+    assert drift["fraction_differing"] > 0.5 and drift["relative_norm"] > 0.1
     assert summ["heads"]["fcn"]["test_miou"]["n"] == 2 and "blocks 15..15" in summ["protocol"]["setting"] and summ["protocol"]["iters"] == 2
     with pytest.raises(SystemExit):
         cf.main(["train", "--cache", str(cache), "--records", str(rec), "--start", "9"])

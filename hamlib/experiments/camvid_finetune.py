@@ -12,7 +12,8 @@ data order and flips are those of the heads study, seeds are paired, and test mI
 
     python -m hamlib.experiments.camvid_finetune cache --cache runs/camvid-lite0
     python -m hamlib.experiments.camvid_finetune train --cache runs/camvid-lite0 --records runs/camvid-ft.json
-    python -m hamlib.experiments.camvid_finetune summary --records runs/camvid-ft.json --out book/results/camvid_finetune
+    python -m hamlib.experiments.camvid_finetune summary --records runs/camvid-ft.json --cache runs/camvid-lite0 \\
+        --out book/results/camvid_finetune
 
 The records file is rewritten atomically after every run and finished (head, seed) pairs are skipped, so a
 killed study resumes where it stopped.
@@ -32,7 +33,8 @@ from torch import Tensor, nn
 from ..train.provenance import provenance, read_json, write_json
 from .camvid_heads import CLASSES, GRAD_HEADS, HEADS, IGNORE, NUM_CLASSES, _loss_labels, build_head, load_split, summarise
 
-__all__ = ["TailNet", "FIRST_TAIL_BLOCK", "LAST_BLOCK", "tail_inputs", "build_tail_cache", "load_tail", "train_finetune",
+__all__ = ["TailNet", "FIRST_TAIL_BLOCK", "LAST_BLOCK", "tail_inputs", "build_tail_cache", "load_tail", "tap_drift",
+           "train_finetune",
            "evaluate_net",
            "main", "DEFAULT_HEADS", "S16_END"]
 
@@ -167,6 +169,28 @@ def load_tail(cache: os.PathLike, split: str, start: int = LAST_BLOCK) -> Dict[s
     return data
 
 
+def tap_drift(cache: os.PathLike, split: str = "test", start: int = LAST_BLOCK, *, batch: int = 8) -> Dict[str, float]:
+    """How far the tail's recomputed stride-32 tap (ImageNet weights, float16-rounded) is from the cached one.
+
+    The cache was computed in float32 from the images; the tail starts from the float16-rounded stride-16 tap.
+    Returns the fraction of values that differ and the relative Frobenius norm of the difference.
+    """
+    data = load_tail(cache, split, start)
+    net = TailNet("fcn", start).eval()
+    differ, total, num, den = 0, 0, 0.0, 0.0
+    with torch.no_grad():
+        for i in range(0, len(data["x"]), batch):
+            h = data["x"][i:i + batch].float()
+            for blk in net.blocks:
+                h = blk(h)
+            d = h.half().float() - data["feats"][i:i + batch, S16_END:].float()
+            differ += int((d != 0).sum())
+            total += d.numel()
+            num += float(d.pow(2).sum())
+            den += float(data["feats"][i:i + batch, S16_END:].float().pow(2).sum())
+    return {"fraction_differing": differ / total, "relative_norm": (num / den) ** 0.5, "split": split}
+
+
 def evaluate_net(net: nn.Module, data: Dict[str, Tensor], *, batch: int = 8) -> Dict[str, object]:
     """Test mIoU and per-class IoU at the labels' full resolution (logits upsampled bilinearly)."""
     from ..seg.metrics import ConfusionMatrix
@@ -263,6 +287,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     s = sub.add_parser("summary", help="statistics from the records")
     s.add_argument("--records", nargs="+", required=True)
     s.add_argument("--out", required=True)
+    s.add_argument("--cache", help="also measure the recomputed stride-32 tap against the cached one (test split)")
     for p in (c, t, s):
         p.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
@@ -320,6 +345,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "batch": r0["batch"],
                         "feature_map": [45, 60], "encoder": "efficientnet-lite0 ImageNet, OS8",
                         "records": [str(p) for p in a.records]}
+    if a.cache:
+        summ["protocol"]["s32_drift"] = tap_drift(a.cache, "test", r0["start"])
     summ["provenance"] = provenance()
     write_json(Path(a.out) / "summary.json", summ)
     write_json(Path(a.out) / "records.json", {"records": records})
