@@ -8,7 +8,7 @@ their BatchNorm statistics frozen as usual with small batches. Everything before
 is what makes the study affordable on a CPU: the frozen blocks between the cached stride-16 output and
 ``start`` run once (``cache``), and training never runs the high-resolution layers. Head template, schedule,
 data order and flips are those of the heads study, seeds are paired, and test mIoU is measured at CamVid's full
-360 x 480.
+360 x 480. The commands::
 
     python -m hamlib.experiments.camvid_finetune cache --cache runs/camvid-lite0
     python -m hamlib.experiments.camvid_finetune train --cache runs/camvid-lite0 --records runs/camvid-ft.json
