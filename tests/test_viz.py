@@ -81,6 +81,10 @@ def test_widget_builds_and_renders_default_state():
     box = viz.solver_widget(x, img, (6, 8), steps=3)
     assert isinstance(box, ipywidgets.VBox)
     assert box.stepper.method == "vq" and box.stepper.n_iterates == 4   # default state computed on build
+    out = box.children[2]                                                 # the figure is the Output's one output
+    assert len(out.outputs) == 1 and "image/png" in out.outputs[0]["data"]
+    first = out.outputs[0]["data"]["image/png"]
     method = box.children[0].children[1]
     method.value = "nmf"                                                  # a callback re-runs the solver
     assert box.stepper.method == "nmf"
+    assert len(out.outputs) == 1 and out.outputs[0]["data"]["image/png"] != first   # replaced, not appended
