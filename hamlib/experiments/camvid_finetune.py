@@ -11,7 +11,7 @@ data order and flips are those of the heads study, seeds are paired, and test mI
 360 x 480. The commands::
 
     python -m hamlib.experiments.camvid_finetune cache --cache runs/camvid-lite0
-    python -m hamlib.experiments.camvid_finetune train --cache runs/camvid-lite0 --records runs/camvid-ft.json
+    python -m hamlib.experiments.camvid_finetune train --cache runs/camvid-lite0 --records runs/camvid-ft.json --seeds 0 1 2
     python -m hamlib.experiments.camvid_finetune summary --records runs/camvid-ft.json --cache runs/camvid-lite0 \\
         --out book/results/camvid_finetune
 
