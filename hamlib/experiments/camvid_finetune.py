@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..train.provenance import provenance, read_json, write_json
-from .camvid_heads import CLASSES, GRAD_HEADS, HEADS, IGNORE, NUM_CLASSES, _loss_labels, build_head, load_split, summarise
+from .camvid_heads import (GRAD_HEADS, HEADS, build_head, evaluate, fit, load_split, mirrored, param_groups, summarise,
+                           write_summary)
 
 __all__ = ["TailNet", "FIRST_TAIL_BLOCK", "LAST_BLOCK", "tail_inputs", "build_tail_cache", "load_tail", "tap_drift",
            "train_finetune",
@@ -176,13 +176,11 @@ def tap_drift(cache: os.PathLike, split: str = "test", start: int = LAST_BLOCK, 
     Returns the fraction of values that differ and the relative Frobenius norm of the difference.
     """
     data = load_tail(cache, split, start)
-    net = TailNet("fcn", start).eval()
+    tail = nn.Sequential(*_encoder_blocks()[start:]).eval()
     differ, total, num, den = 0, 0, 0.0, 0.0
     with torch.no_grad():
         for i in range(0, len(data["x"]), batch):
-            h = data["x"][i:i + batch].float()
-            for blk in net.blocks:
-                h = blk(h)
+            h = tail(data["x"][i:i + batch].float())
             d = h.half().float() - data["feats"][i:i + batch, S16_END:].float()
             differ += int((d != 0).sum())
             total += d.numel()
@@ -193,17 +191,8 @@ def tap_drift(cache: os.PathLike, split: str = "test", start: int = LAST_BLOCK, 
 
 def evaluate_net(net: nn.Module, data: Dict[str, Tensor], *, batch: int = 8) -> Dict[str, object]:
     """Test mIoU and per-class IoU at the labels' full resolution (logits upsampled bilinearly)."""
-    from ..seg.metrics import ConfusionMatrix
-
-    net.eval()
-    cm = ConfusionMatrix(NUM_CLASSES, IGNORE)
-    with torch.no_grad():
-        for i in range(0, len(data["feats"]), batch):
-            taps, x = data["feats"][i:i + batch, :S16_END].float(), data["x"][i:i + batch].float()
-            lab = data["labels"][i:i + batch].long()
-            logits = F.interpolate(net(taps, x), size=lab.shape[-2:], mode="bilinear", align_corners=False)
-            cm.update(logits.argmax(1), lab)
-    return cm.scores(CLASSES)
+    return evaluate(net, lambda rows: net(data["feats"][rows, :S16_END].float(), data["x"][rows].float()), data,
+                    batch=batch)
 
 
 def train_finetune(name: str, seed: int, train: Dict[str, Tensor], *, start: int = LAST_BLOCK, iters: int = 300,
@@ -221,38 +210,10 @@ def train_finetune(name: str, seed: int, train: Dict[str, Tensor], *, start: int
     blocks = nn.ModuleList(_encoder_blocks(pretrained)[start:])   # built before seeding: building draws random
     torch.manual_seed(seed)                                      # numbers, and the head must draw as in the heads study
     net = TailNet(name, start, d, R, blocks=blocks)
-    groups = []
-    for part, scale in ((net.head, 1.0), (net.blocks, encoder_lr_mult)):
-        decay = [p for p in part.parameters() if p.ndim > 1]
-        rest = [p for p in part.parameters() if p.ndim <= 1]
-        groups += [{"params": decay, "weight_decay": weight_decay, "lr": lr * scale},
-                   {"params": rest, "weight_decay": 0.0, "lr": lr * scale}]
-    opt = torch.optim.SGD(groups, lr=lr, momentum=0.9)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (1 - s / iters) ** 0.9)
-    g = torch.Generator().manual_seed(seed)
-    n = len(train["feats"])
-    order = torch.cat([torch.randperm(n, generator=g) for _ in range(iters * batch // n + 1)])
-    flips = torch.rand(len(order), generator=g) < 0.5
-    labels = _loss_labels(train["labels"], loss_size)
-    steps = range(iters)
-    if progress:
-        from tqdm.auto import tqdm
-        steps = tqdm(steps, desc=f"{name} seed {seed}", leave=False, mininterval=30)
-    net.train()
-    for step in steps:
-        idx, fl = order[step * batch:(step + 1) * batch], flips[step * batch:(step + 1) * batch]
-        taps = torch.where(fl.view(-1, 1, 1, 1), train["feats_flip"][idx, :S16_END], train["feats"][idx, :S16_END])
-        x = torch.where(fl.view(-1, 1, 1, 1), train["x_flip"][idx], train["x"][idx])
-        y = torch.where(fl.view(-1, 1, 1), labels[idx].flip(-1), labels[idx])
-        logits = F.interpolate(net(taps.float(), x.float()), size=loss_size, mode="bilinear", align_corners=False)
-        loss = F.cross_entropy(logits, y, ignore_index=IGNORE)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"head {name} seed {seed}: loss {loss.item()} at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    return net
+    groups = param_groups(net.head, lr, weight_decay) + param_groups(net.blocks, lr * encoder_lr_mult, weight_decay)
+    return fit(net, name, seed, train,
+               lambda idx, fl: net(mirrored(train, "feats", idx, fl)[:, :S16_END], mirrored(train, "x", idx, fl)),
+               groups, iters=iters, batch=batch, lr=lr, loss_size=loss_size, progress=progress)
 
 
 STUDY = "camvid_finetune"
@@ -347,12 +308,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "records": [str(p) for p in a.records]}
     if a.cache:
         summ["protocol"]["s32_drift"] = tap_drift(a.cache, "test", r0["start"])
-    summ["provenance"] = provenance()
-    write_json(Path(a.out) / "summary.json", summ)
-    write_json(Path(a.out) / "records.json", {"records": records})
-    for h, r in summ["heads"].items():
-        m = r["test_miou"]
-        print(f"{h:10s} {m['mean']:.4f} ± {m.get('std', float('nan')):.4f}")
+    write_summary(Path(a.out), summ, records)
     return 0
 
 

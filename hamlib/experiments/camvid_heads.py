@@ -26,7 +26,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,8 @@ from ..layers import conv_norm_act
 from ..stats import paired_difference, t_interval
 from ..train.provenance import provenance, read_json, write_json
 
-__all__ = ["HEADS", "GRAD_HEADS", "StudyHead", "build_head", "cache_features", "train_head", "summarise", "t_interval", "main"]
+__all__ = ["HEADS", "GRAD_HEADS", "StudyHead", "build_head", "cache_features", "train_head", "fit", "evaluate",
+           "evaluate_head", "param_groups", "mirrored", "write_summary", "summarise", "t_interval", "main"]
 
 NUM_CLASSES = 11
 IGNORE = 255
@@ -160,18 +161,70 @@ def _loss_labels(labels: Tensor, size) -> Tensor:
     return lab
 
 
-def evaluate_head(head: nn.Module, data: Dict[str, Tensor], *, batch: int = 8) -> Dict[str, object]:
-    """Test-time mIoU at the labels' full resolution (logits upsampled bilinearly)."""
+def evaluate(net: nn.Module, forward: Callable[[slice], Tensor], data: Dict[str, Tensor], *,
+             batch: int = 8) -> Dict[str, object]:
+    """Test mIoU and per-class IoU at the labels' full resolution; ``forward(rows)`` gives (b, 11, h, w) logits."""
     from ..seg.metrics import ConfusionMatrix
 
-    head.eval()
+    net.eval()
     cm = ConfusionMatrix(NUM_CLASSES, IGNORE)
     with torch.no_grad():
-        for i in range(0, len(data["feats"]), batch):
-            x, lab = data["feats"][i:i + batch].float(), data["labels"][i:i + batch].long()
-            logits = F.interpolate(head(x), size=lab.shape[-2:], mode="bilinear", align_corners=False)
+        for i in range(0, len(data["labels"]), batch):
+            rows = slice(i, i + batch)
+            lab = data["labels"][rows].long()
+            logits = F.interpolate(forward(rows), size=lab.shape[-2:], mode="bilinear", align_corners=False)
             cm.update(logits.argmax(1), lab)
     return cm.scores(CLASSES)
+
+
+def evaluate_head(head: nn.Module, data: Dict[str, Tensor], *, batch: int = 8) -> Dict[str, object]:
+    """Test-time mIoU at the labels' full resolution (logits upsampled bilinearly)."""
+    return evaluate(head, lambda rows: head(data["feats"][rows].float()), data, batch=batch)
+
+
+def param_groups(module: nn.Module, lr: float, weight_decay: float) -> List[dict]:
+    """SGD groups of ``module`` at ``lr``: weight decay on weights (ndim > 1), none on biases and norms."""
+    return [{"params": [p for p in module.parameters() if p.ndim > 1], "weight_decay": weight_decay, "lr": lr},
+            {"params": [p for p in module.parameters() if p.ndim <= 1], "weight_decay": 0.0, "lr": lr}]
+
+
+def fit(net: nn.Module, name: str, seed: int, train: Dict[str, Tensor],
+        forward: Callable[[Tensor, Tensor], Tensor], groups: List[dict], *, iters: int, batch: int, lr: float,
+        loss_size, progress: bool = False) -> nn.Module:
+    """SGD (momentum 0.9, poly 0.9) over the seed's data order and flips; the study's one training loop.
+
+    ``forward(idx, flip)`` gives the logits (b, 11, h, w) of the images ``idx``, mirrored where ``flip``. The
+    order and flips come from a generator seeded with ``seed``, so every study draws the same ones.
+    """
+    opt = torch.optim.SGD(groups, lr=lr, momentum=0.9)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (1 - s / iters) ** 0.9)
+    g = torch.Generator().manual_seed(seed)
+    n = len(train["labels"])
+    order = torch.cat([torch.randperm(n, generator=g) for _ in range(iters * batch // n + 1)])
+    flips = torch.rand(len(order), generator=g) < 0.5
+    labels = _loss_labels(train["labels"], loss_size)
+    steps = range(iters)
+    if progress:
+        from tqdm.auto import tqdm
+        steps = tqdm(steps, desc=f"{name} seed {seed}", leave=False, mininterval=30)
+    net.train()
+    for step in steps:
+        idx, fl = order[step * batch:(step + 1) * batch], flips[step * batch:(step + 1) * batch]
+        y = torch.where(fl.view(-1, 1, 1), labels[idx].flip(-1), labels[idx])
+        logits = F.interpolate(forward(idx, fl), size=loss_size, mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(logits, y, ignore_index=IGNORE)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"head {name} seed {seed}: loss {loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return net
+
+
+def mirrored(train: Dict[str, Tensor], key: str, idx: Tensor, flip: Tensor) -> Tensor:
+    """``train[key]`` rows ``idx`` as float, taken from ``train[key + "_flip"]`` where ``flip``."""
+    return torch.where(flip.view(-1, 1, 1, 1), train[key + "_flip"][idx], train[key][idx]).float()
 
 
 def train_head(name: str, seed: int, train: Dict[str, Tensor], *, iters: int = 600, batch: int = 8,
@@ -180,30 +233,9 @@ def train_head(name: str, seed: int, train: Dict[str, Tensor], *, iters: int = 6
     """SGD (momentum 0.9, poly 0.9) on cached features; seed fixes the init, the data order and the flips."""
     torch.manual_seed(seed)
     head = build_head(name, d, R)
-    decay = [p for p in head.parameters() if p.ndim > 1]
-    rest = [p for p in head.parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0}],
-                          lr=lr, momentum=0.9)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (1 - s / iters) ** 0.9)
-    g = torch.Generator().manual_seed(seed)
-    n = len(train["feats"])
-    order = torch.cat([torch.randperm(n, generator=g) for _ in range(iters * batch // n + 1)])
-    flips = torch.rand(len(order), generator=g) < 0.5
-    labels = _loss_labels(train["labels"], loss_size)
-    head.train()
-    for step in range(iters):
-        idx, fl = order[step * batch:(step + 1) * batch], flips[step * batch:(step + 1) * batch]
-        x = torch.where(fl.view(-1, 1, 1, 1), train["feats_flip"][idx], train["feats"][idx]).float()
-        y = torch.where(fl.view(-1, 1, 1), labels[idx].flip(-1), labels[idx])
-        logits = F.interpolate(head(x), size=loss_size, mode="bilinear", align_corners=False)
-        loss = F.cross_entropy(logits, y, ignore_index=IGNORE)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"head {name} seed {seed}: loss {loss.item()} at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    return head
+    return fit(head, name, seed, train, lambda idx, fl: head(mirrored(train, "feats", idx, fl)),
+               param_groups(head, lr, weight_decay), iters=iters, batch=batch, lr=lr, loss_size=loss_size,
+               progress=progress)
 
 
 # ------------------------------------------------------------------------------------------- statistics
@@ -329,13 +361,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         summ["cost"] = _costs(list(summ["heads"]), 128, 16, sizes)
     summ["protocol"] = {"feature_map": list(feat), "encoder": "efficientnet-lite0 ImageNet, frozen, OS8",
                         "records": [str(p) for p in paths], **({"cost": cost_note} if cost_note else {})}
+    write_summary(Path(a.out), summ, records)
+    return 0
+
+
+def write_summary(out: Path, summ: Dict[str, object], records: List[dict]) -> None:
+    """``out``/summary.json (with provenance) and records.json, and each head's mean ± std on stdout."""
     summ["provenance"] = provenance()
-    write_json(Path(a.out) / "summary.json", summ)
-    write_json(Path(a.out) / "records.json", {"records": records})
+    write_json(out / "summary.json", summ)
+    write_json(out / "records.json", {"records": records})
     for h, r in summ["heads"].items():
         m = r["test_miou"]
         print(f"{h:10s} {m['mean']:.4f} ± {m.get('std', float('nan')):.4f}")
-    return 0
 
 
 if __name__ == "__main__":
