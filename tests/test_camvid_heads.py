@@ -48,6 +48,21 @@ def test_training_is_seeded_and_evaluation_scores_every_class() -> None:
     assert 0.0 <= scores["miou"] <= 1.0 and set(scores["iou"]) == set(ch.CLASSES)
 
 
+def test_training_stats_leave_training_unchanged_and_count_implicit_backwards() -> None:
+    train = _fake_split(6, True)
+    kw = dict(iters=3, batch=2, d=16, R=2, loss_size=(12, 16))
+    plain = ch.train_head("ham-nmf-implicit", 1, train, **kw)
+    stats: dict = {}
+    logged = ch.train_head("ham-nmf-implicit", 1, train, stats=stats, **kw)
+    for (k, p), (_, q) in zip(plain.state_dict().items(), logged.state_dict().items()):
+        assert torch.equal(p, q), k
+    assert stats["implicit"]["backward_passes"] == 3 and len(stats["grad_norm"]["curve"]) == 1
+    assert 0 < stats["grad_norm"]["median"] <= stats["grad_norm"]["max"]
+    one: dict = {}
+    ch.train_head("ham-nmf", 1, train, stats=one, **kw)
+    assert one["implicit"]["backward_passes"] == 0
+
+
 def test_summary_pairs_the_differences_by_seed() -> None:
     recs = [{"head": h, "seed": s, "test": {"miou": v}} for h, s, v in
             [("fcn", 0, 0.50), ("fcn", 1, 0.40), ("fcn", 2, 0.45),
@@ -71,6 +86,7 @@ def test_train_cli_resumes_and_summary_writes_costs(tmp_path: Path) -> None:
     assert sorted((r["head"], r["seed"]) for r in first) == [("fcn", 0), ("fcn", 1), ("ham-cd", 0), ("ham-cd", 1)]
     assert ch.main(args) == 0                                   # everything done: nothing is retrained
     assert json.loads(recs.read_text())["records"] == first
+    assert all(r["train"]["implicit"]["backward_passes"] == 0 and r["train"]["grad_norm"]["max"] > 0 for r in first)
     out = tmp_path / "summary"
     assert ch.main(["summary", "--cache", str(cache), "--records", str(recs), "--out", str(out)]) == 0
     summ = json.loads((out / "summary.json").read_text())

@@ -111,3 +111,27 @@ def test_module_accepts_implicit_and_trains():
     assert any(g.abs().sum() > 0 for g in grads)
     with pytest.raises(ValueError, match="grad"):
         hamlib.NMF2D(grad="implicit-ish")
+
+
+def test_record_backward_logs_how_each_series_ended():
+    """A contracting solve is logged as converged; the default NMF head at K=6 as not converged; nothing leaks out."""
+    import warnings
+    from hamlib.md.implicit import record_backward, summarise_backward
+    torch.manual_seed(0)
+    good = hamlib.Hamburger(8, ham_channels=8, md="cd", R=3, grad="implicit", norm="none", inv_t=5.0,
+                            train_steps=60, implicit_on_fail="raise")
+    bad = hamlib.Hamburger(8, ham_channels=8, md="nmf", R=3, grad="implicit", norm="none")
+    z = torch.randn(2, 8, 4, 4)
+    with record_backward() as outer:
+        with record_backward() as inner:
+            good(z).square().mean().backward()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bad(z.abs()).square().mean().backward()
+    assert [e["status"] for e in inner] == ["converged"]
+    assert len(outer) == 2 and outer[0] == inner[0] and outer[1]["status"] in ("unconverged", "diverged")
+    s = summarise_backward(outer)
+    assert s["backward_passes"] == 2 and s["converged"] == 1 and s["unconverged"] + s["diverged"] == 1
+    assert s["terms_max"] >= s["terms_median"] >= 1
+    good(z).sum().backward()                                      # outside the block: logged nowhere
+    assert len(outer) == 2 and summarise_backward([])["terms_median"] is None

@@ -22,9 +22,11 @@ killed study resumes where it stopped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -34,6 +36,7 @@ from torch import Tensor, nn
 
 from ..hamburger import Hamburger
 from ..layers import conv_norm_act
+from ..md.implicit import ImplicitGradientWarning, record_backward, summarise_backward
 from ..stats import paired_difference, t_interval
 from ..train.provenance import provenance, read_json, write_json
 
@@ -190,11 +193,16 @@ def param_groups(module: nn.Module, lr: float, weight_decay: float) -> List[dict
 
 def fit(net: nn.Module, name: str, seed: int, train: Dict[str, Tensor],
         forward: Callable[[Tensor, Tensor], Tensor], groups: List[dict], *, iters: int, batch: int, lr: float,
-        loss_size, progress: bool = False) -> nn.Module:
+        loss_size, progress: bool = False, stats: Optional[dict] = None) -> nn.Module:
     """SGD (momentum 0.9, poly 0.9) over the seed's data order and flips; the study's one training loop.
 
     ``forward(idx, flip)`` gives the logits (b, 11, h, w) of the images ``idx``, mirrored where ``flip``. The
     order and flips come from a generator seeded with ``seed``, so every study draws the same ones.
+
+    If ``stats`` is a dict it is filled in place (training is unchanged): ``grad_norm``, the gradient norm of all
+    trained parameters (median, max, and every 10th step), and ``implicit``, how the implicit gradient's Neumann
+    series ended in each backward (:func:`hamlib.md.implicit.summarise_backward`; all zero for other heads). Its
+    per-step :class:`~hamlib.md.implicit.ImplicitGradientWarning` is then counted there instead of printed.
     """
     opt = torch.optim.SGD(groups, lr=lr, momentum=0.9)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (1 - s / iters) ** 0.9)
@@ -207,18 +215,34 @@ def fit(net: nn.Module, name: str, seed: int, train: Dict[str, Tensor],
     if progress:
         from tqdm.auto import tqdm
         steps = tqdm(steps, desc=f"{name} seed {seed}", leave=False, mininterval=30)
+    params = [p for grp in groups for p in grp["params"]]
+    norms: List[float] = []
     net.train()
-    for step in steps:
-        idx, fl = order[step * batch:(step + 1) * batch], flips[step * batch:(step + 1) * batch]
-        y = torch.where(fl.view(-1, 1, 1), labels[idx].flip(-1), labels[idx])
-        logits = F.interpolate(forward(idx, fl), size=loss_size, mode="bilinear", align_corners=False)
-        loss = F.cross_entropy(logits, y, ignore_index=IGNORE)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"head {name} seed {seed}: loss {loss.item()} at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+    with contextlib.ExitStack() as ctx:
+        backward_log = None
+        if stats is not None:
+            backward_log = ctx.enter_context(record_backward())
+            ctx.enter_context(warnings.catch_warnings())
+            warnings.simplefilter("ignore", ImplicitGradientWarning)
+        for step in steps:
+            idx, fl = order[step * batch:(step + 1) * batch], flips[step * batch:(step + 1) * batch]
+            y = torch.where(fl.view(-1, 1, 1), labels[idx].flip(-1), labels[idx])
+            logits = F.interpolate(forward(idx, fl), size=loss_size, mode="bilinear", align_corners=False)
+            loss = F.cross_entropy(logits, y, ignore_index=IGNORE)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"head {name} seed {seed}: loss {loss.item()} at step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if stats is not None:
+                norms.append(float(torch.sqrt(sum(p.grad.detach().double().pow(2).sum()
+                                                  for p in params if p.grad is not None))))
+            opt.step()
+            sched.step()
+    if stats is not None:
+        srt = sorted(norms)
+        stats["grad_norm"] = {"median": srt[len(srt) // 2], "max": srt[-1], "every": 10,
+                              "curve": [float(f"{v:.4g}") for v in norms[::10]]}
+        stats["implicit"] = summarise_backward(backward_log)
     return net
 
 
@@ -229,13 +253,16 @@ def mirrored(train: Dict[str, Tensor], key: str, idx: Tensor, flip: Tensor) -> T
 
 def train_head(name: str, seed: int, train: Dict[str, Tensor], *, iters: int = 600, batch: int = 8,
                lr: float = 0.02, weight_decay: float = 1e-4, d: int = 128, R: int = 16,
-               loss_size=(180, 240), progress: bool = False) -> nn.Module:
-    """SGD (momentum 0.9, poly 0.9) on cached features; seed fixes the init, the data order and the flips."""
+               loss_size=(180, 240), progress: bool = False, stats: Optional[dict] = None) -> nn.Module:
+    """SGD (momentum 0.9, poly 0.9) on cached features; seed fixes the init, the data order and the flips.
+
+    ``stats``: see :func:`fit`.
+    """
     torch.manual_seed(seed)
     head = build_head(name, d, R)
     return fit(head, name, seed, train, lambda idx, fl: head(mirrored(train, "feats", idx, fl)),
                param_groups(head, lr, weight_decay), iters=iters, batch=batch, lr=lr, loss_size=loss_size,
-               progress=progress)
+               progress=progress, stats=stats)
 
 
 # ------------------------------------------------------------------------------------------- statistics
@@ -338,10 +365,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if any(r["head"] == h and r["seed"] == seed and r["iters"] == a.iters for r in records):
                     continue
                 t0 = time.time()
-                head = train_head(h, seed, train, iters=a.iters)
+                stats: dict = {}
+                head = train_head(h, seed, train, iters=a.iters, stats=stats)
                 wall = time.time() - t0
                 rec = {"head": h, "seed": seed, "iters": a.iters, "test": evaluate_head(head, test),
-                       "train_wall_s": round(wall, 1), "provenance": provenance(wall_time_s=wall)}
+                       "train_wall_s": round(wall, 1), "train": stats, "provenance": provenance(wall_time_s=wall)}
                 records.append(rec)
                 write_json(records_path, {"records": records})
                 print(f"{h:10s} seed {seed}  test mIoU {rec['test']['miou']:.4f}  ({wall:.0f} s)", flush=True)

@@ -42,15 +42,16 @@ solver to its fixed point (more ``train_steps``) and, for VQ/CD, lower ``inv_t``
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from typing import Callable
+from typing import Callable, Dict, Iterator, List
 
 import torch
 from torch import Tensor
 
 __all__ = ["IMPLICIT_MAX_ITER", "IMPLICIT_TOL", "IMPLICIT_MAX_GROWTH", "IMPLICIT_ON_FAIL", "ImplicitGradientError",
-           "ImplicitGradientWarning", "implicit_state", "neumann_vjp"]
+           "ImplicitGradientWarning", "implicit_state", "neumann_vjp", "record_backward", "summarise_backward"]
 
 IMPLICIT_MAX_ITER = 200    # Neumann terms in backward (a cap; the loop stops earlier at IMPLICIT_TOL)
 IMPLICIT_TOL = 1e-6        # relative change of w that ends the backward iteration
@@ -70,6 +71,38 @@ class ImplicitGradientWarning(RuntimeWarning):
     """The implicit gradient's Neumann series stopped before converging; the gradient is approximate."""
 
 StepFn = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
+
+_RECORDERS: List[List[Dict[str, float]]] = []
+
+
+@contextlib.contextmanager
+def record_backward() -> Iterator[List[Dict[str, float]]]:
+    """Collect how every implicit backward inside the block ended, e.g. to record it in a study.
+
+    Yields a list that receives one dict per backward of an implicit state: ``terms`` (Neumann terms summed),
+    ``rel`` (the last relative change), ``growth`` (||w|| / ||u||) and ``status``: ``"converged"`` (rel <= tol and
+    growth within ``IMPLICIT_MAX_GROWTH``), ``"diverged"`` (growth beyond it) or ``"unconverged"`` (neither:
+    the series was still settling after ``max_iter`` terms). A backward that raises is recorded before it raises.
+    Blocks may nest; each sees every backward inside it.
+    """
+    log: List[Dict[str, float]] = []
+    _RECORDERS.append(log)
+    try:
+        yield log
+    finally:
+        del _RECORDERS[next(i for i, r in enumerate(_RECORDERS) if r is log)]   # by identity: logs may be equal
+
+
+def summarise_backward(log: List[Dict[str, float]]) -> Dict[str, object]:
+    """Counts by status, and the median and maximum of the terms and the growth, of a :func:`record_backward` log."""
+    out: Dict[str, object] = {"backward_passes": len(log)}
+    for st in ("converged", "unconverged", "diverged"):
+        out[st] = sum(e["status"] == st for e in log)
+    for key in ("terms", "growth"):
+        vals = sorted(float(e[key]) for e in log)
+        out[f"{key}_median"] = vals[len(vals) // 2] if vals else None
+        out[f"{key}_max"] = vals[-1] if vals else None
+    return out
 
 
 def neumann_vjp(step: StepFn, x: Tensor, bases: Tensor, coef: Tensor, u_bases: Tensor, u_coef: Tensor, *,
@@ -164,6 +197,11 @@ class _ImplicitFixedPoint(torch.autograd.Function):
         g_bases = torch.zeros_like(bases) if g_bases is None else g_bases
         g_coef = torch.zeros_like(coef) if g_coef is None else g_coef
         gx, it, rel, growth = _neumann(ctx.step, x, bases, coef, g_bases, g_coef, max_iter=ctx.max_iter, tol=ctx.tol)
+        if _RECORDERS:
+            status = ("diverged" if not (growth <= IMPLICIT_MAX_GROWTH) else
+                      "converged" if rel <= ctx.tol else "unconverged")
+            for log in _RECORDERS:
+                log.append({"terms": it, "rel": rel, "growth": growth, "status": status})
         report_convergence(gx, it, rel, growth, tol=ctx.tol, on_fail=ctx.on_fail)
         return gx, None, None, None, None, None, None
 
