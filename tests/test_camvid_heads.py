@@ -99,6 +99,12 @@ def test_train_cli_resumes_and_summary_writes_costs(tmp_path: Path) -> None:
                     "--cost-from", str(out / "summary.json")]) == 0
     summ2 = json.loads((out2 / "summary.json").read_text())
     assert summ2["cost"] == summ["cost"] and "copied from" in summ2["protocol"]["cost"]
+    out3 = tmp_path / "summary3"                                # copying the copy keeps naming the measurement
+    assert ch.main(["summary", "--cache", str(cache), "--records", str(recs), "--out", str(out3),
+                    "--cost-from", str(out2 / "summary.json")]) == 0
+    summ3 = json.loads((out3 / "summary.json").read_text())
+    assert summ3["cost"] == summ["cost"] and summ3["protocol"]["cost"] == summ2["protocol"]["cost"]
+    assert summ["provenance"]["commit"][:10] in summ3["protocol"]["cost"]
 
 
 def test_a_missing_cache_says_how_to_make_it(tmp_path: Path) -> None:

@@ -383,8 +383,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if a.cost_from:
         earlier = read_json(Path(a.cost_from))
         summ["cost"] = earlier["cost"]
-        cost_note = (f"copied from {a.cost_from} (measured at commit {earlier['provenance']['commit'][:10]} on "
-                     f"{earlier['provenance']['date'][:10]}); heads it lacks have no cost row")
+        cost_note = earlier.get("protocol", {}).get("cost") or (     # a copy of a copy names the original
+            f"copied from {a.cost_from} (measured at commit {earlier['provenance']['commit'][:10]} on "
+            f"{earlier['provenance']['date'][:10]}); heads it lacks have no cost row")
     else:
         summ["cost"] = _costs(list(summ["heads"]), 128, 16, sizes)
     summ["protocol"] = {"feature_map": list(feat), "encoder": "efficientnet-lite0 ImageNet, frozen, OS8",
