@@ -14,6 +14,10 @@ export HAMLIB_TINY := 1
 ifneq ($(wildcard ../shared/data),)
 export HAMLIB_DATA ?= $(abspath ../shared/data)
 endif
+# matplotlib's font cache lives in the venv: a shared ~/.cache/matplotlib written by another matplotlib (e.g. a
+# distribution's, which ships no fonts of its own) makes this one miss its bundled STIX fonts and print
+# "findfont: ... not found" into every chapter that draws a log axis.
+export MPLCONFIGDIR := $(abspath $(VENV))/matplotlib
 
 .PHONY: all venv book test clean distclean
 
