@@ -159,6 +159,14 @@ def _neumann(step: StepFn, x: Tensor, bases: Tensor, coef: Tensor, u_bases: Tens
     return gx, it, rel, growth
 
 
+def series_status(rel: float, growth: float, tol: float) -> str:
+    """How a Neumann series ended: ``"converged"`` (rel <= tol, growth within ``IMPLICIT_MAX_GROWTH``),
+    ``"diverged"`` (growth beyond it, or not a number) or ``"unconverged"`` (still settling at the term cap)."""
+    if not growth <= IMPLICIT_MAX_GROWTH:
+        return "diverged"
+    return "converged" if rel <= tol else "unconverged"
+
+
 def report_convergence(gx: Tensor, it: int, rel: float, growth: float, *, tol: float, on_fail: str) -> None:
     """Raise or warn when the Neumann series behind an implicit gradient did not converge.
 
@@ -172,7 +180,7 @@ def report_convergence(gx: Tensor, it: int, rel: float, growth: float, *, tol: f
     if not finite:
         raise ImplicitGradientError(f"grad='implicit' diverged: the backward series for (I - dF/dh)^-1 gave a "
                                     f"non-finite gradient ({figures}). {_REMEDY}")
-    if rel <= tol and growth <= IMPLICIT_MAX_GROWTH:
+    if series_status(rel, growth, tol) == "converged":
         return
     msg = (f"grad='implicit' did not converge: {figures}; the gradient (norm {float(gx.norm()):.3g}) is only as "
            f"accurate as that relative change, and meaningless if the series grew. {_REMEDY}")
@@ -198,8 +206,7 @@ class _ImplicitFixedPoint(torch.autograd.Function):
         g_coef = torch.zeros_like(coef) if g_coef is None else g_coef
         gx, it, rel, growth = _neumann(ctx.step, x, bases, coef, g_bases, g_coef, max_iter=ctx.max_iter, tol=ctx.tol)
         if _RECORDERS:
-            status = ("diverged" if not (growth <= IMPLICIT_MAX_GROWTH) else
-                      "converged" if rel <= ctx.tol else "unconverged")
+            status = series_status(rel, growth, ctx.tol)
             for log in _RECORDERS:
                 log.append({"terms": it, "rel": rel, "growth": growth, "status": status})
         report_convergence(gx, it, rel, growth, tol=ctx.tol, on_fail=ctx.on_fail)
